@@ -1,0 +1,1 @@
+"""Pay-by-bank checkout backend."""

@@ -1,0 +1,119 @@
+"""The `checkout` command: serve, migrate, demo, simulator, keys, sweep."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from app.config import ConfigurationError, Settings
+
+ROOT = Path.cwd()
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings.check()
+    except ConfigurationError as exc:
+        sys.exit(str(exc))
+    return settings
+
+
+def migrate(database_url: str) -> None:
+    from alembic import command
+
+    from app.migrations_info import alembic_config
+
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def cmd_migrate(_: argparse.Namespace) -> None:
+    migrate(_settings().database_url)
+    print("database migrated to head")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings()
+    if args.migrate:
+        migrate(settings.database_url)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, proxy_headers=True, log_level="info")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from app.demo import run_demo
+
+    run_demo(host=args.host, port=args.port, simulator_port=args.simulator_port, data_dir=ROOT / ".data")
+
+
+def cmd_simulator(args: argparse.Namespace) -> None:
+    from simulator.runner import run_standalone
+
+    run_standalone(host=args.host, port=args.port, config_path=args.config)
+
+
+def cmd_keys(args: argparse.Namespace) -> None:
+    from app.providers.fintecture.signing import generate_key_pair_pem
+
+    private_pem, public_pem = generate_key_pair_pem()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = out / "fintecture-private.pem", out / "fintecture-public.pem"
+    private_path.write_bytes(private_pem)
+    os.chmod(private_path, 0o600)
+    public_path.write_bytes(public_pem)
+    print(f"private key: {private_path} (set FINTECTURE_PRIVATE_KEY_FILE to it)")
+    print(f"public key:  {public_path} (upload it to the provider's console)")
+
+
+def cmd_sweep(_: argparse.Namespace) -> None:
+    from app.payments.workers import run_sweep_once
+
+    result = asyncio.run(run_sweep_once(_settings()))
+    print(result)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="checkout", description="Pay-by-bank checkout backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the API (settings from the environment)")
+    p.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server binds where it is told
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--migrate", action="store_true", help="apply migrations first")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("demo", help="embedded PostgreSQL + provider simulator + storefront, on localhost")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--simulator-port", type=int, default=8100)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulator", help="run the provider simulator on its own")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8100)
+    p.add_argument("--config", type=Path, help="JSON file registering merchant applications")
+    p.set_defaults(func=cmd_simulator)
+
+    p = sub.add_parser("keys", help="generate an RSA key pair for request signing and webhooks")
+    p.add_argument("--out", default=".", help="directory to write the PEM files to")
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("sweep", help="run one sweeper pass (sync stale sessions, drain the inbox)")
+    p.set_defaults(func=cmd_sweep)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.migrations_info import head_revision
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database is reachable and migrated to head")
+async def readyz(request: Request) -> JSONResponse:
+    body: dict[str, Any] = {"status": "ready", "database": "ok"}
+    expected = head_revision()
+    try:
+        async with request.app.state.engine.connect() as conn:
+            current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except Exception as exc:  # any failure to reach or read the database means "not ready"
+        body = {"status": "unavailable", "database": "unreachable", "detail": type(exc).__name__}
+        return JSONResponse(body, status_code=503)
+    body["migration"] = current
+    if current != expected:
+        body.update(status="unavailable", database="not migrated", expected_migration=expected)
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body)

@@ -1,0 +1,78 @@
+"""Application factory: settings in, a ready FastAPI app out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app import health, logging_setup
+from app.catalog.routes import router as catalog_router
+from app.config import Settings
+from app.db import create_engine, create_sessionmaker
+from app.errors import BodySizeLimitMiddleware, install_error_handlers
+from app.orders.routes import router as orders_router
+from app.payments.routes import router as payments_router
+from app.payments.workers import PaymentWorkers
+from app.providers.registry import build_providers
+from app.storefront.routes import router as storefront_router
+
+API_DESCRIPTION = """
+Pay-by-bank checkout: create orders from the catalog, open open-banking payment sessions,
+and let callbacks, signed webhooks and a sweeper drive every order to its final state exactly once.
+
+Errors always look like `{"error": {"code": "...", "message": "...", "details": [...]}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    settings.check()
+    logging_setup.configure(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        sessionmaker = create_sessionmaker(engine)
+        http = httpx.AsyncClient(timeout=settings.provider_timeout_seconds)
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker
+        app.state.http = http
+        app.state.providers = build_providers(settings, http)
+        workers = PaymentWorkers(settings, sessionmaker, app.state.providers)
+        app.state.workers = workers
+        if settings.workers_enabled:
+            workers.start()
+        try:
+            yield
+        finally:
+            await workers.stop()
+            await http.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Pay-by-bank checkout",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+
+    app.include_router(health.router)
+    app.include_router(catalog_router)
+    app.include_router(orders_router)
+    app.include_router(payments_router)
+    app.include_router(storefront_router)
+    return app

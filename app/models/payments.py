@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, Timestamped
+
+
+class PaymentSession(Timestamped, Base):
+    """One attempt to pay an order at a provider; the order may have several over time."""
+
+    __tablename__ = "payment_sessions"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_session_id"),
+        Index("ix_payment_sessions_open_sync", "status", "last_synced_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_session_id: Mapped[str] = mapped_column(String(128))
+    # Opaque token sent as `state` and echoed back on the redirect; binds a callback to this row.
+    state_token: Mapped[str] = mapped_column(String(128), unique=True)
+    connect_url: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    communication: Mapped[str] = mapped_column(String(140))
+    status: Mapped[str] = mapped_column(String(32))  # normalised, same vocabulary as orders
+    provider_status: Mapped[str | None] = mapped_column(String(64))
+    transfer_state: Mapped[str | None] = mapped_column(String(64))
+    provider_customer_id: Mapped[str | None] = mapped_column(String(128))
+    bank_provider: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sync_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_sync_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ProviderEvent(Base):
+    """The webhook inbox: every verified delivery, kept raw, deduplicated, processed once."""
+
+    __tablename__ = "provider_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "delivery_id"),
+        Index("ix_provider_events_pending", "processed_at", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str | None] = mapped_column(String(128))
+    provider_session_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    content_type: Mapped[str | None] = mapped_column(String(128))
+    raw_body: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # applied | ignored | gave_up; null while waiting to be processed
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(Text)

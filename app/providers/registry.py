@@ -1,0 +1,2 @@
+def build_providers(settings, http):
+    return {}
