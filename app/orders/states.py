@@ -1,0 +1,99 @@
+"""The order state machine, pure: which moves are allowed and which states are final.
+
+Provider statuses are mapped onto these names by each adapter's `statuses.py`; payment sessions use
+the same vocabulary (minus `pending`, which only orders have before their first session).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"  # created, no payment session yet
+    AWAITING_PAYMENT = "awaiting_payment"  # session open, payer at the provider or bank
+    PROCESSING = "processing"  # bank accepted, outcome not known yet: do not ship
+    PAID = "paid"
+    FAILED = "failed"  # rejected; a late success on the same session may still arrive
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    NEEDS_REVIEW = "needs_review"  # amount/currency mismatch, partial or over-payment, regression
+
+
+FINAL = frozenset({OrderStatus.PAID, OrderStatus.CANCELLED, OrderStatus.REFUNDED, OrderStatus.NEEDS_REVIEW})
+
+# States from which the shopper may open a new payment session.
+RETRYABLE = frozenset({OrderStatus.PENDING, OrderStatus.FAILED, OrderStatus.EXPIRED})
+
+# Forward-only rank for payment progress. A move is allowed when it goes up in rank; the two
+# exceptions are spelled out in ALLOWED below.
+RANK: dict[OrderStatus, int] = {
+    OrderStatus.PENDING: 0,
+    OrderStatus.AWAITING_PAYMENT: 1,
+    OrderStatus.PROCESSING: 2,
+    OrderStatus.FAILED: 3,
+    OrderStatus.EXPIRED: 4,
+    OrderStatus.CANCELLED: 5,
+    OrderStatus.PAID: 5,
+    OrderStatus.PARTIALLY_REFUNDED: 6,
+    OrderStatus.REFUNDED: 7,
+    OrderStatus.NEEDS_REVIEW: 8,
+}
+
+ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset(
+        {
+            OrderStatus.AWAITING_PAYMENT,
+            OrderStatus.PROCESSING,
+            OrderStatus.PAID,
+            OrderStatus.FAILED,
+            OrderStatus.CANCELLED,
+            OrderStatus.EXPIRED,
+            OrderStatus.NEEDS_REVIEW,
+        }
+    ),
+    OrderStatus.AWAITING_PAYMENT: frozenset(
+        {
+            OrderStatus.PROCESSING,
+            OrderStatus.PAID,
+            OrderStatus.FAILED,
+            OrderStatus.CANCELLED,
+            OrderStatus.EXPIRED,
+            OrderStatus.NEEDS_REVIEW,
+        }
+    ),
+    OrderStatus.PROCESSING: frozenset(
+        {OrderStatus.PAID, OrderStatus.FAILED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.NEEDS_REVIEW}
+    ),
+    # A rejected payment can still succeed later on the same session (provider-side retries), and
+    # the shopper may start a new session (back to awaiting_payment).
+    OrderStatus.FAILED: frozenset(
+        {
+            OrderStatus.AWAITING_PAYMENT,
+            OrderStatus.PROCESSING,
+            OrderStatus.PAID,
+            OrderStatus.CANCELLED,
+            OrderStatus.EXPIRED,
+            OrderStatus.NEEDS_REVIEW,
+        }
+    ),
+    OrderStatus.EXPIRED: frozenset({OrderStatus.AWAITING_PAYMENT, OrderStatus.PAID, OrderStatus.NEEDS_REVIEW}),
+    OrderStatus.PAID: frozenset(
+        {OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED, OrderStatus.NEEDS_REVIEW}
+    ),
+    OrderStatus.PARTIALLY_REFUNDED: frozenset({OrderStatus.REFUNDED, OrderStatus.NEEDS_REVIEW}),
+    OrderStatus.CANCELLED: frozenset({OrderStatus.NEEDS_REVIEW}),
+    OrderStatus.REFUNDED: frozenset(),
+    OrderStatus.NEEDS_REVIEW: frozenset(),
+}
+
+
+def can_move(current: OrderStatus | str, target: OrderStatus | str) -> bool:
+    """True when `current` -> `target` is a real move the machine allows (never a self-move)."""
+    return OrderStatus(target) in ALLOWED[OrderStatus(current)]
+
+
+def is_final(status: OrderStatus | str) -> bool:
+    return OrderStatus(status) in FINAL
