@@ -36,7 +36,10 @@ class PaymentSession(Timestamped, Base):
     provider_customer_id: Mapped[str | None] = mapped_column(String(128))
     bank_provider: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When we last asked the provider (or claimed the row to ask); drives the sweeper.
     last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the provider answer last applied was requested: an older answer is stale and ignored.
+    snapshot_observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sync_attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_sync_error: Mapped[str | None] = mapped_column(Text)
 

@@ -114,6 +114,7 @@ def upgrade() -> None:
     sa.Column('bank_provider', sa.String(length=64), nullable=True),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('last_synced_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('snapshot_observed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('sync_attempts', sa.Integer(), nullable=False),
     sa.Column('last_sync_error', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
