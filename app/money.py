@@ -1,0 +1,35 @@
+"""Money: integer minor units in the database, Decimal in Python, one table of supported currencies."""
+
+from __future__ import annotations
+
+from decimal import ROUND_UNNECESSARY, Decimal, InvalidOperation
+
+# ISO 4217 code -> number of minor-unit digits. The providers we speak to take these.
+CURRENCY_EXPONENTS: dict[str, int] = {"EUR": 2, "GBP": 2, "PLN": 2}
+
+
+def exponent(currency: str) -> int:
+    try:
+        return CURRENCY_EXPONENTS[currency]
+    except KeyError:
+        raise ValueError(f"unsupported currency {currency!r}") from None
+
+
+def to_decimal(minor_units: int, currency: str) -> Decimal:
+    """12345, "EUR" -> Decimal("123.45")."""
+    return Decimal(minor_units).scaleb(-exponent(currency))
+
+
+def to_minor_units(amount: Decimal, currency: str) -> int:
+    """Decimal("123.45"), "EUR" -> 12345; raises ValueError for sub-minor precision."""
+    try:
+        scaled = amount.scaleb(exponent(currency)).quantize(Decimal(1), rounding=ROUND_UNNECESSARY)
+    except InvalidOperation:
+        raise ValueError(f"{amount} has more precision than {currency} allows") from None
+    return int(scaled)
+
+
+def format_amount(minor_units: int, currency: str) -> str:
+    """12345, "EUR" -> "123.45" (exactly the currency's digits, as providers expect)."""
+    digits = exponent(currency)
+    return f"{to_decimal(minor_units, currency):.{digits}f}"
