@@ -66,7 +66,9 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     details = []
     for err in exc.errors():
         loc = [str(part) for part in err.get("loc", ())]
-        details.append({"field": ".".join(loc), "message": err.get("msg", "invalid"), "type": err.get("type")})
+        details.append(
+            {"field": ".".join(loc), "message": err.get("msg", "invalid"), "type": err.get("type")}
+        )
     return details
 
 
@@ -133,9 +135,7 @@ class BodySizeLimitMiddleware:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes"
-        )
+        response = error_response(413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes")
         await response(scope, receive, send)
 
 

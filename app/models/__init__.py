@@ -12,6 +12,6 @@ __all__ = [
     "OrderLine",
     "OrderTransition",
     "PaymentSession",
-    "ProviderEvent",
     "Product",
+    "ProviderEvent",
 ]

@@ -65,7 +65,13 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
         }
     ),
     OrderStatus.PROCESSING: frozenset(
-        {OrderStatus.PAID, OrderStatus.FAILED, OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.NEEDS_REVIEW}
+        {
+            OrderStatus.PAID,
+            OrderStatus.FAILED,
+            OrderStatus.CANCELLED,
+            OrderStatus.EXPIRED,
+            OrderStatus.NEEDS_REVIEW,
+        }
     ),
     # A rejected payment can still succeed later on the same session (provider-side retries), and
     # the shopper may start a new session (back to awaiting_payment).
@@ -79,7 +85,9 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
             OrderStatus.NEEDS_REVIEW,
         }
     ),
-    OrderStatus.EXPIRED: frozenset({OrderStatus.AWAITING_PAYMENT, OrderStatus.PAID, OrderStatus.NEEDS_REVIEW}),
+    OrderStatus.EXPIRED: frozenset(
+        {OrderStatus.AWAITING_PAYMENT, OrderStatus.PAID, OrderStatus.NEEDS_REVIEW}
+    ),
     OrderStatus.PAID: frozenset(
         {OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED, OrderStatus.NEEDS_REVIEW}
     ),
