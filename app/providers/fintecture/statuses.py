@@ -1,0 +1,195 @@
+"""Fintecture session statuses and transfer states mapped onto `OrderStatus`, in one table.
+
+Source: contracts/fintecture.md §6. The session status is the primary signal; the transfer state
+decides whether a validated payment has actually moved money, and flags the cases an operator must
+look at. Anything undocumented lands in `needs_review`, never in `paid`.
+"""
+
+from __future__ import annotations
+
+from app.orders.states import OrderStatus
+
+# --- Documented session statuses (§6) -----------------------------------------------------------
+SESSION_INITIATED = "session_initiated"
+PROVIDER_REQUIRED = "provider_required"
+SCA_REQUIRED = "sca_required"
+PAYMENT_WAITING = "payment_waiting"
+PAYMENT_PENDING = "payment_pending"
+PAYMENT_CREATED = "payment_created"
+PAYMENT_UNSUCCESSFUL = "payment_unsuccessful"
+PAYMENT_CANCELLED = "payment_cancelled"
+PAYMENT_EXPIRED = "payment_expired"
+PAYMENT_PARTIAL = "payment_partial"
+PAYMENT_ERROR = "payment_error"
+PAYMENT_UNKNOWN = "payment_unknown"
+ORDER_CREATED = "order_created"
+IBAN_REQUIRED = "iban_required"
+IBAN_RECEIVED = "iban_received"
+
+SESSION_STATUSES: tuple[str, ...] = (
+    SESSION_INITIATED,
+    PROVIDER_REQUIRED,
+    SCA_REQUIRED,
+    PAYMENT_WAITING,
+    PAYMENT_PENDING,
+    PAYMENT_CREATED,
+    PAYMENT_UNSUCCESSFUL,
+    PAYMENT_CANCELLED,
+    PAYMENT_EXPIRED,
+    PAYMENT_PARTIAL,
+    PAYMENT_ERROR,
+    PAYMENT_UNKNOWN,
+    ORDER_CREATED,
+    IBAN_REQUIRED,
+    IBAN_RECEIVED,
+)
+
+# --- Documented transfer states (§6) ------------------------------------------------------------
+COMPLETED = "completed"
+SENT = "sent"
+RECEIVED = "received"
+PROCESSING = "processing"
+PENDING = "pending"
+AUTHORIZED = "authorized"
+ACCEPTED = "accepted"
+INITIATED = "initiated"
+OVERPAID = "overpaid"
+INSUFFICIENT = "insufficient"
+BLOCKED = "blocked"
+MULTI_SIGNATURE = "multi-signature"
+REJECTED = "rejected"
+CANCELLED = "cancelled"
+
+TRANSFER_STATES: tuple[str, ...] = (
+    COMPLETED,
+    SENT,
+    RECEIVED,
+    PROCESSING,
+    PENDING,
+    AUTHORIZED,
+    ACCEPTED,
+    INITIATED,
+    OVERPAID,
+    INSUFFICIENT,
+    BLOCKED,
+    MULTI_SIGNATURE,
+    REJECTED,
+    CANCELLED,
+)
+
+# Transfer-state groups the table is written in.
+SETTLED = frozenset({COMPLETED, SENT, RECEIVED})  # money has left the payer (or reached Fintecture)
+IN_FLIGHT = frozenset({PROCESSING, PENDING, AUTHORIZED, ACCEPTED, INITIATED})  # not executed yet
+STOPPED = frozenset({REJECTED, CANCELLED})  # the transfer will not happen
+
+# Transfer states that need a human whatever the session says (§6 "needs review").
+_REVIEW_TRANSFER: dict[str, str] = {
+    OVERPAID: "overpaid: more than the amount due was received",
+    INSUFFICIENT: "insufficient: less than the amount due was received",
+    BLOCKED: "transfer blocked by the provider (AML review)",
+    MULTI_SIGNATURE: "transfer waiting for a multi-signature approval",
+}
+
+Outcome = tuple[OrderStatus, str | None]
+
+_AWAITING: Outcome = (OrderStatus.AWAITING_PAYMENT, None)
+_PROCESSING: Outcome = (OrderStatus.PROCESSING, None)
+_PAID: Outcome = (OrderStatus.PAID, None)
+_FAILED: Outcome = (OrderStatus.FAILED, None)
+
+# THE table. One row per documented session status:
+#   default       -> outcome when the transfer state is absent or in-flight
+#   settled       -> outcome when the transfer state is completed / sent / received
+#   stopped       -> outcome when the transfer state is rejected / cancelled
+# The four review transfer states (overpaid, insufficient, blocked, multi-signature) give
+# needs_review on every row (see map_status), because each means money moved or is held in a way
+# the shop cannot settle automatically.
+_TABLE: dict[str, dict[str, Outcome]] = {
+    # Payer has not authorised anything yet. A settled transfer state cannot precede the session
+    # status in a consistent answer; if it does, money may be moving: do not ship, keep polling.
+    SESSION_INITIATED: {"default": _AWAITING, "settled": _PROCESSING, "stopped": _AWAITING},
+    PROVIDER_REQUIRED: {"default": _AWAITING, "settled": _PROCESSING, "stopped": _AWAITING},
+    SCA_REQUIRED: {"default": _AWAITING, "settled": _PROCESSING, "stopped": _AWAITING},
+    PAYMENT_WAITING: {"default": _AWAITING, "settled": _PROCESSING, "stopped": _AWAITING},
+    # Payout sessions: waiting for the payee's IBAN, then executing.
+    IBAN_REQUIRED: {"default": _AWAITING, "settled": _PROCESSING, "stopped": _AWAITING},
+    IBAN_RECEIVED: {"default": _PROCESSING, "settled": _PROCESSING, "stopped": _PROCESSING},
+    # Bank is processing, outcome unknown: do not ship. A stopped transfer is followed by a final
+    # session status (unsuccessful), which is what moves the order.
+    PAYMENT_PENDING: {"default": _PROCESSING, "settled": _PROCESSING, "stopped": _PROCESSING},
+    # Documented as intermediate ("waiting for the bank or Fintecture"): the poller keeps asking.
+    # Mapped to processing rather than needs_review because needs_review is terminal for an order
+    # and this status usually resolves on its own; nothing ships while processing.
+    PAYMENT_UNKNOWN: {"default": _PROCESSING, "settled": _PROCESSING, "stopped": _PROCESSING},
+    # Validated by the bank. Paid only once the transfer is executed (completed/sent) or funds are
+    # on the Fintecture account (received); before that: processing. A rejected or cancelled
+    # transfer after a validated session contradicts it: an operator decides (never auto-fail,
+    # the shopper could pay twice).
+    PAYMENT_CREATED: {
+        "default": _PROCESSING,
+        "settled": _PAID,
+        "stopped": (OrderStatus.NEEDS_REVIEW, "transfer stopped after the bank validated the payment"),
+    },
+    # BNPL: the cover is set up, the merchant is paid by the BNPL partner.
+    ORDER_CREATED: {
+        "default": _PAID,
+        "settled": _PAID,
+        "stopped": (OrderStatus.NEEDS_REVIEW, "transfer stopped on a BNPL order"),
+    },
+    # Rejected by payer or bank. Soft failure: with provider-side retries a later payment_created
+    # can arrive on the same session. Settled money on a failed session is a contradiction.
+    PAYMENT_UNSUCCESSFUL: {
+        "default": _FAILED,
+        "settled": (OrderStatus.NEEDS_REVIEW, "funds moved on an unsuccessful session"),
+        "stopped": _FAILED,
+    },
+    PAYMENT_ERROR: {
+        "default": _FAILED,
+        "settled": (OrderStatus.NEEDS_REVIEW, "funds moved on a session in error"),
+        "stopped": _FAILED,
+    },
+    # Cancelled by the merchant / expiry reached; money arriving anyway must be looked at.
+    PAYMENT_CANCELLED: {
+        "default": (OrderStatus.CANCELLED, None),
+        "settled": (OrderStatus.NEEDS_REVIEW, "funds moved on a cancelled session"),
+        "stopped": (OrderStatus.CANCELLED, None),
+    },
+    PAYMENT_EXPIRED: {
+        "default": (OrderStatus.EXPIRED, None),
+        "settled": (OrderStatus.NEEDS_REVIEW, "funds moved on an expired session"),
+        "stopped": (OrderStatus.EXPIRED, None),
+    },
+    # Smart Transfer: less than expected received so far (more may come). A person decides.
+    PAYMENT_PARTIAL: {
+        "default": (OrderStatus.NEEDS_REVIEW, "partial payment received"),
+        "settled": (OrderStatus.NEEDS_REVIEW, "partial payment received"),
+        "stopped": (OrderStatus.NEEDS_REVIEW, "partial payment received"),
+    },
+}
+
+assert set(_TABLE) == set(SESSION_STATUSES)
+
+
+def _normalise(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    return value or None
+
+
+def map_status(session_status: str, transfer_state: str | None) -> Outcome:
+    """Normalised status and, for needs_review, the reason. Total: never raises, never guesses paid."""
+    status = _normalise(session_status)
+    transfer = _normalise(transfer_state)
+    row = _TABLE.get(status or "")
+    if row is None:
+        return OrderStatus.NEEDS_REVIEW, f"unknown provider status {session_status!r}"
+    if transfer is None or transfer in IN_FLIGHT:
+        return row["default"]
+    if transfer in SETTLED:
+        return row["settled"]
+    if transfer in STOPPED:
+        return row["stopped"]
+    if transfer in _REVIEW_TRANSFER:
+        return OrderStatus.NEEDS_REVIEW, _REVIEW_TRANSFER[transfer]
+    return OrderStatus.NEEDS_REVIEW, f"unknown provider transfer state {transfer_state!r}"
