@@ -1,3 +1,48 @@
-from fastapi import APIRouter
+"""Catalog: the public product list and the operator's upsert."""
 
-router = APIRouter()
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from app.auth import RequireAdmin
+from app.catalog import service
+from app.catalog.schemas import SKU_PATTERN, ProductList, ProductOut, ProductUpsert
+from app.db import DbSession
+
+router = APIRouter(tags=["catalog"])
+
+_ERRORS: dict[int | str, dict[str, str]] = {
+    401: {"description": "Missing or wrong operator key"},
+    422: {"description": "Invalid SKU or product fields (unknown fields are rejected)"},
+}
+
+
+@router.get("/products", summary="Active products, by name", response_model=ProductList)
+async def list_products(session: DbSession) -> ProductList:
+    products = await service.list_active_products(session)
+    return ProductList(items=[ProductOut.of(product) for product in products])
+
+
+@router.put(
+    "/products/{sku}",
+    summary="Create or replace a product (operator)",
+    description=(
+        "Upsert by SKU: 201 when the product is new, 200 when it replaced an existing one. "
+        "Prices are integer minor units. Setting `active` to false hides the product and "
+        "refuses new orders for it; orders already placed keep their price."
+    ),
+    response_model=ProductOut,
+    responses={201: {"description": "Created", "model": ProductOut}, **_ERRORS},
+    dependencies=[RequireAdmin],
+)
+async def put_product(
+    sku: Annotated[str, Path(pattern=SKU_PATTERN, description="1-64 of A-Z a-z 0-9 . _ -")],
+    body: ProductUpsert,
+    session: DbSession,
+    response: Response,
+) -> ProductOut:
+    product, created = await service.upsert_product(session, sku, body)
+    response.status_code = 201 if created else 200
+    return ProductOut.of(product)

@@ -1,0 +1,104 @@
+"""Catalog request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from app.models import Product
+from app.money import CURRENCY_EXPONENTS, format_amount
+
+SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# 100 million in major units: far above any basket, and 50 lines x 1000 units x this stays well
+# inside BIGINT and inside the integers a JavaScript client reads exactly.
+MAX_UNIT_AMOUNT = 10_000_000_000
+
+
+def check_currency(code: str) -> str:
+    if code not in CURRENCY_EXPONENTS:
+        supported = ", ".join(sorted(CURRENCY_EXPONENTS))
+        raise ValueError(f"unsupported currency {code!r}; supported: {supported}")
+    return code
+
+
+CurrencyCode = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code in upper case, one of the supported currencies",
+        examples=["EUR"],
+    ),
+    AfterValidator(check_currency),
+]
+Sku = Annotated[str, Field(pattern=SKU_PATTERN, description="Stock keeping unit", examples=["espresso-1kg"])]
+
+
+class ProductUpsert(BaseModel):
+    """A product's full description; PUT replaces every field."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Espresso beans, 1 kg",
+                    "description": "Single-origin, medium roast.",
+                    "unit_amount": 2450,
+                    "currency": "EUR",
+                    "active": True,
+                }
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    unit_amount: StrictInt = Field(
+        gt=0, le=MAX_UNIT_AMOUNT, description="Price of one unit in minor units (cents): 2450 = 24.50 EUR"
+    )
+    currency: CurrencyCode
+    active: StrictBool = Field(default=True, description="Inactive products are hidden and cannot be ordered")
+
+
+class ProductOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sku": "espresso-1kg",
+                    "name": "Espresso beans, 1 kg",
+                    "description": "Single-origin, medium roast.",
+                    "unit_amount": 2450,
+                    "amount": "24.50",
+                    "currency": "EUR",
+                    "active": True,
+                }
+            ]
+        }
+    )
+
+    sku: str
+    name: str
+    description: str
+    unit_amount: int = Field(description="Price of one unit in minor units")
+    amount: str = Field(description='The same price as a decimal string, e.g. "24.50"')
+    currency: str
+    active: bool
+
+    @classmethod
+    def of(cls, product: Product) -> ProductOut:
+        return cls(
+            sku=product.sku,
+            name=product.name,
+            description=product.description,
+            unit_amount=product.unit_amount,
+            amount=format_amount(product.unit_amount, product.currency),
+            currency=product.currency,
+            active=product.active,
+        )
+
+
+class ProductList(BaseModel):
+    items: list[ProductOut]
