@@ -105,6 +105,11 @@ def encode_query(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{quote(key, safe='')}={quote(value, safe='')}" for key, value in params)
 
 
+def encode_json(body: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON: the Digest is computed over exactly these bytes, and they are what is sent."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 def _two_letters(value: str | None) -> str | None:
     if not value:
         return None
@@ -153,6 +158,58 @@ def _error_details(response: httpx.Response) -> tuple[str | None, str | None, st
             if text:
                 parts.append(text)
     return code, log_id, "; ".join(parts)[:300]
+
+
+def connect_request(
+    request: SessionRequest,
+) -> tuple[list[tuple[str, str]], dict[str, str], dict[str, Any]]:
+    """Query parameters, extra headers and JSON body of POST /pis/v2/connect (§4)."""
+    currency = request.currency.strip().upper()
+    if not _CURRENCY.match(currency):
+        raise ValueError("currency must be an ISO 4217 code")
+    if not request.state or len(request.state) > _MAX_STATE_LENGTH:
+        raise ValueError(f"state must be 1 to {_MAX_STATE_LENGTH} characters")
+    if not request.redirect_uri:
+        raise ValueError("redirect_uri is required")
+    payer = request.payer
+    meta: dict[str, Any] = {"psu_name": payer.name, "psu_email": payer.email}
+    if payer.phone:
+        meta["psu_phone"] = payer.phone
+    if payer.company:
+        meta["psu_company"] = payer.company
+    if payer.address:
+        address = {
+            key: str(payer.address[key])
+            for key in ("street", "number", "complement", "zip", "city", "country")
+            if payer.address.get(key) not in (None, "")
+        }
+        if address:
+            meta["psu_address"] = address
+    if payer.ip:
+        meta["psu_ip"] = payer.ip
+    meta["expiry"] = request.expiry_seconds
+    body: dict[str, Any] = {
+        "meta": meta,
+        "data": {
+            "type": "PIS",
+            "attributes": {
+                "amount": format_amount(request.amount, currency),
+                "currency": currency,
+                "communication": request.communication,
+            },
+        },
+    }
+    query = [("state", request.state), ("redirect_uri", request.redirect_uri)]
+    if request.origin_uri:
+        query.append(("origin_uri", request.origin_uri))
+    headers = {"x-psu-type": "retail"}
+    if language := _two_letters(request.language):
+        headers["x-language"] = language.lower()
+    if country := _two_letters(request.country):
+        headers["x-country"] = country.upper()
+    if request.bank_id:
+        headers["x-provider"] = request.bank_id
+    return query, headers, body
 
 
 class FintectureProvider:
@@ -236,52 +293,7 @@ class FintectureProvider:
     # --- Provider protocol ------------------------------------------------------------------------
 
     async def create_session(self, request: SessionRequest) -> CreatedSession:
-        currency = request.currency.strip().upper()
-        if not _CURRENCY.match(currency):
-            raise ValueError("currency must be an ISO 4217 code")
-        if not request.state or len(request.state) > _MAX_STATE_LENGTH:
-            raise ValueError(f"state must be 1 to {_MAX_STATE_LENGTH} characters")
-        if not request.redirect_uri:
-            raise ValueError("redirect_uri is required")
-        payer = request.payer
-        meta: dict[str, Any] = {"psu_name": payer.name, "psu_email": payer.email}
-        if payer.phone:
-            meta["psu_phone"] = payer.phone
-        if payer.company:
-            meta["psu_company"] = payer.company
-        if payer.address:
-            address = {
-                key: str(payer.address[key])
-                for key in ("street", "number", "complement", "zip", "city", "country")
-                if payer.address.get(key) not in (None, "")
-            }
-            if address:
-                meta["psu_address"] = address
-        if payer.ip:
-            meta["psu_ip"] = payer.ip
-        meta["expiry"] = request.expiry_seconds
-        body = {
-            "meta": meta,
-            "data": {
-                "type": "PIS",
-                "attributes": {
-                    "amount": format_amount(request.amount, currency),
-                    "currency": currency,
-                    "communication": request.communication,
-                },
-            },
-        }
-        query = [("state", request.state), ("redirect_uri", request.redirect_uri)]
-        if request.origin_uri:
-            query.append(("origin_uri", request.origin_uri))
-        headers = {"x-psu-type": "retail"}
-        if language := _two_letters(request.language):
-            headers["x-language"] = language.lower()
-        if country := _two_letters(request.country):
-            headers["x-country"] = country.upper()
-        if request.bank_id:
-            headers["x-provider"] = request.bank_id
-
+        query, headers, body = connect_request(request)
         response = await self._api("POST", CONNECT_PATH, query=query, json_body=body, headers=headers)
         data = self._json(response, "connect")
         meta_out = _obj(data.get("meta"))
@@ -423,8 +435,7 @@ class FintectureProvider:
         body = None
         all_headers = dict(headers or {})
         if json_body is not None:
-            # Compact JSON: the Digest is computed over exactly these bytes.
-            body = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            body = encode_json(json_body)
             all_headers["Content-Type"] = "application/json"
         idempotent = method in {"GET", "HEAD"}
         for attempt in range(2):
@@ -447,6 +458,37 @@ class FintectureProvider:
             raise self._error(response, f"{method} {path.split('?')[0]}")
         raise AssertionError("unreachable")
 
+    def signed_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
+        """The exact request to send: URL built here so the signed target is the raw wire target."""
+        target = self._base_path + path + (f"?{encode_query(query)}" if query else "")
+        request_headers = {"Accept": "application/json", **(headers or {})}
+        request_id = str(uuid.uuid4())
+        if self._private_key is not None:
+            request_headers.update(
+                sign_request(
+                    self._private_key,
+                    self._app_id,
+                    method=method,
+                    target=target,
+                    body=body,
+                    date=http_date(self._now()),
+                    request_id=request_id,
+                )
+            )
+        else:
+            request_headers["X-Request-ID"] = request_id
+        return self._http.build_request(
+            method, self._origin + target, content=body, headers=request_headers, timeout=self._timeout
+        )
+
     async def _send(
         self,
         method: str,
@@ -463,29 +505,10 @@ class FintectureProvider:
         server (connection refused, connect or pool timeout) is retried whatever its method; a
         non-idempotent one that may have arrived is never sent twice.
         """
-        target = self._base_path + path + (f"?{encode_query(query)}" if query else "")
-        url = self._origin + target
         attempt = 0
         while True:
-            request_headers = {"Accept": "application/json", **headers}
-            request_id = str(uuid.uuid4())
-            if self._private_key is not None:
-                request_headers.update(
-                    sign_request(
-                        self._private_key,
-                        self._app_id,
-                        method=method,
-                        target=target,
-                        body=body,
-                        date=http_date(self._now()),
-                        request_id=request_id,
-                    )
-                )
-            else:
-                request_headers["X-Request-ID"] = request_id
-            request = self._http.build_request(
-                method, url, content=body, headers=request_headers, timeout=self._timeout
-            )
+            # Signed afresh on every attempt: new Date and X-Request-ID.
+            request = self.signed_request(method, path, query=query, body=body, headers=headers)
             try:
                 response = await self._http.send(request)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
