@@ -137,7 +137,9 @@ def test_partial_payment_reason() -> None:
     assert map_status("payment_partial", None) == (OrderStatus.NEEDS_REVIEW, "partial payment received")
 
 
-@pytest.mark.parametrize("raw", ["payment_completed", "payment_rejected", "refund_accepted", "", "  ", "PAID"])
+@pytest.mark.parametrize(
+    "raw", ["payment_completed", "payment_rejected", "refund_accepted", "", "  ", "PAID"]
+)
 def test_unknown_session_status_needs_review_never_paid(raw: str) -> None:
     status, reason = map_status(raw, "completed")
     assert status is OrderStatus.NEEDS_REVIEW
