@@ -1,3 +1,111 @@
-from fastapi import APIRouter
+"""Orders: create (public, idempotent), read with the order's token, list for operators."""
 
-router = APIRouter()
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+
+from app.auth import AppSettings, OrderBearer, RequireAdmin
+from app.db import DbSession
+from app.idempotency import fingerprint_of, idempotent
+from app.orders import service
+from app.orders.schemas import OrderCreate, OrderCreated, OrderOut, OrderPage, OrderSummary
+from app.orders.states import OrderStatus
+
+router = APIRouter(tags=["orders"])
+
+CREATE_SCOPE = "orders.create"
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {
+        "description": (
+            "No such order, or the token is missing or not this order's: the same answer in every case"
+        )
+    }
+}
+
+
+@router.post(
+    "/orders",
+    summary="Create an order from catalog SKUs",
+    description=(
+        "Prices and the total come from the catalog, never from the request: unknown fields (such as "
+        "`amount`, `price` or `total`) are rejected with 422. Each SKU may appear once, 1 to 50 lines, "
+        "1 to 1000 units per line; every SKU must be active and priced in `currency`. Nothing is "
+        "written when the request is refused.\n\n"
+        "The response carries `access_token`, returned only here: send it as "
+        "`Authorization: Bearer <access_token>` to read the order and open its payment session.\n\n"
+        "Send an `Idempotency-Key` (a random UUID per checkout attempt) to retry safely: the same key "
+        "with the same body replays the first response, including the same order and access token "
+        "(header `Idempotent-Replayed: true`); with a different body it is refused (422 "
+        "`idempotency_key_reused`); while the first request is still running, 409 "
+        "`idempotency_key_in_progress`."
+    ),
+    status_code=201,
+    response_model=OrderCreated,
+    responses={
+        400: {"description": "Malformed JSON or an invalid Idempotency-Key"},
+        409: {"description": "A request with this Idempotency-Key is still in progress"},
+        413: {"description": "Body too large"},
+        422: {"description": "Invalid request, invalid items (`invalid_items`) or key reuse"},
+    },
+)
+async def create_order(
+    body: OrderCreate,
+    session: DbSession,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", description="1-255 printable ASCII characters; a UUID is ideal"),
+    ] = None,
+) -> JSONResponse:
+    async def handler() -> tuple[int, dict[str, Any]]:
+        order, token = await service.create_order(session, body)
+        created = OrderCreated(**OrderOut.of(order).model_dump(), access_token=token)
+        return 201, created.model_dump(mode="json")
+
+    status, payload, replayed = await idempotent(
+        session, scope=CREATE_SCOPE, key=idempotency_key, fingerprint=fingerprint_of(body), handler=handler
+    )
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(payload, status_code=status, headers=headers)
+
+
+@router.get(
+    "/orders/{order_id}",
+    summary="Read an order (its access token or the operator key)",
+    description=(
+        "Includes the latest payment session, if any. The state history (`transitions`) is included "
+        "for the operator key only."
+    ),
+    response_model=OrderOut,
+    responses=_NOT_FOUND,
+)
+async def get_order(
+    order_id: str, bearer: OrderBearer, session: DbSession, settings: AppSettings
+) -> OrderOut:
+    view = await service.read_order(session, order_id, bearer, settings)
+    return OrderOut.of(view.order, payment=view.payment, transitions=view.transitions)
+
+
+@router.get(
+    "/orders",
+    summary="List orders, newest first (operator)",
+    response_model=OrderPage,
+    responses={401: {"description": "Missing or wrong operator key"}},
+    dependencies=[RequireAdmin],
+)
+async def list_orders(
+    session: DbSession,
+    status: Annotated[OrderStatus | None, Query(description="Only orders in this state")] = None,
+    reference: Annotated[
+        str | None, Query(max_length=32, description="Only the order with this reference")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+    ] = None,
+) -> OrderPage:
+    page = await service.list_orders(session, status=status, reference=reference, limit=limit, cursor=cursor)
+    return OrderPage(items=[OrderSummary.of(order) for order in page.orders], next_cursor=page.next_cursor)

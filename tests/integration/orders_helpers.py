@@ -23,7 +23,12 @@ async def put_product(
 ) -> dict[str, Any]:
     response = await client.put(
         f"/products/{sku}",
-        json={"name": name or f"Product {sku}", "unit_amount": unit_amount, "currency": currency, "active": active},
+        json={
+            "name": name or f"Product {sku}",
+            "unit_amount": unit_amount,
+            "currency": currency,
+            "active": active,
+        },
         headers=admin_headers,
     )
     assert response.status_code in (200, 201), response.text

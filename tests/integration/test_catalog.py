@@ -28,7 +28,9 @@ async def test_put_creates_then_replaces(client: httpx.AsyncClient, admin_header
     }
 
     updated = await client.put(
-        "/products/espresso-1kg", json={**PRODUCT, "unit_amount": 2600, "name": "Espresso"}, headers=admin_headers
+        "/products/espresso-1kg",
+        json={**PRODUCT, "unit_amount": 2600, "name": "Espresso"},
+        headers=admin_headers,
     )
     assert updated.status_code == 200
     assert updated.json()["unit_amount"] == 2600
@@ -57,7 +59,12 @@ async def test_list_shows_active_products_only_sorted_by_name(
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong-key"}, {"Authorization": "Basic dGVzdDp0ZXN0"}, {"Authorization": "Bearer"}],
+    [
+        {},
+        {"Authorization": "Bearer wrong-key"},
+        {"Authorization": "Basic dGVzdDp0ZXN0"},
+        {"Authorization": "Bearer"},
+    ],
     ids=["none", "wrong", "basic", "empty"],
 )
 async def test_put_requires_operator_key(
@@ -117,7 +124,9 @@ async def test_unsupported_currency_message_lists_supported_ones(
 
 
 @pytest.mark.parametrize("currency", ["EUR", "GBP", "PLN"])
-async def test_supported_currencies(client: httpx.AsyncClient, admin_headers: dict[str, str], currency: str) -> None:
+async def test_supported_currencies(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], currency: str
+) -> None:
     body = await put_product(client, admin_headers, f"sku-{currency}", 1999, currency=currency)
     assert (body["currency"], body["amount"]) == (currency, "19.99")
 

@@ -1,0 +1,310 @@
+"""Order request and response bodies.
+
+Requests forbid unknown fields: a client that sends a price, an amount or a total gets a 422 naming
+the field, rather than the false impression that its number was used. Totals always come from the
+catalog.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_validator
+
+from app.catalog.schemas import CurrencyCode, Sku
+from app.models import Order, OrderTransition, PaymentSession
+from app.money import format_amount
+
+MAX_LINES = 50
+MAX_QUANTITY = 1000
+
+_ORDER_EXAMPLE: dict[str, Any] = {
+    "items": [{"sku": "espresso-1kg", "quantity": 2}, {"sku": "gooseneck-kettle", "quantity": 1}],
+    "customer": {
+        "name": "Camille Martin",
+        "email": "camille@example.com",
+        "phone": "+33 6 12 34 56 78",
+        "address": {
+            "street": "Rue de Rivoli",
+            "number": "12",
+            "zip": "75004",
+            "city": "Paris",
+            "country": "FR",
+        },
+    },
+    "currency": "EUR",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OrderItemIn(_Strict):
+    sku: Sku
+    quantity: StrictInt = Field(ge=1, le=MAX_QUANTITY, description=f"1 to {MAX_QUANTITY} units")
+
+
+class AddressIn(_Strict):
+    street: str = Field(min_length=1, max_length=200)
+    number: str | None = Field(default=None, max_length=20)
+    complement: str | None = Field(default=None, max_length=200)
+    zip: str = Field(min_length=1, max_length=20)
+    city: str = Field(min_length=1, max_length=100)
+    country: str = Field(
+        pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code, e.g. FR (lower case is accepted)"
+    )
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+class CustomerIn(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr = Field(max_length=320)
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ().-]{4,40}$", max_length=40)
+    company: str | None = Field(default=None, min_length=1, max_length=200)
+    address: AddressIn | None = None
+
+
+class OrderCreate(_Strict):
+    """An order: SKUs and quantities only. One line per SKU; prices come from the catalog."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_ORDER_EXAMPLE]})
+
+    items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_LINES)
+    customer: CustomerIn
+    currency: CurrencyCode
+
+
+class OrderLineOut(BaseModel):
+    sku: str
+    name: str
+    quantity: int
+    unit_amount: int = Field(description="Unit price in minor units, as priced when the order was placed")
+    unit_price: str = Field(description="Unit price as a decimal string")
+    line_amount: int = Field(description="quantity x unit_amount, minor units")
+    line_total: str = Field(description="Line amount as a decimal string")
+
+
+class AddressOut(BaseModel):
+    street: str
+    number: str | None = None
+    complement: str | None = None
+    zip: str
+    city: str
+    country: str
+
+
+class CustomerOut(BaseModel):
+    name: str
+    email: str
+    phone: str | None
+    company: str | None
+    address: AddressOut | None
+
+
+class PaymentSummary(BaseModel):
+    """The order's most recent payment session."""
+
+    session_id: str
+    provider: str
+    status: str = Field(description="Normalised status, same vocabulary as the order's")
+    provider_status: str | None = Field(description="The provider's own status, verbatim")
+    transfer_state: str | None = Field(description="The provider's transfer state, verbatim")
+    connect_url: str = Field(description="The provider's hosted page for the payer")
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, payment: PaymentSession) -> PaymentSummary:
+        return cls(
+            session_id=str(payment.id),
+            provider=payment.provider,
+            status=payment.status,
+            provider_status=payment.provider_status,
+            transfer_state=payment.transfer_state,
+            connect_url=payment.connect_url,
+            expires_at=payment.expires_at,
+        )
+
+
+class TransitionOut(BaseModel):
+    from_status: str | None
+    to_status: str
+    source: str = Field(description="api, callback, webhook, poll, operator or sweeper")
+    provider_status: str | None
+    transfer_state: str | None
+    reason: str | None
+    payment_session_id: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, transition: OrderTransition) -> TransitionOut:
+        return cls(
+            from_status=transition.from_status,
+            to_status=transition.to_status,
+            source=transition.source,
+            provider_status=transition.provider_status,
+            transfer_state=transition.transfer_state,
+            reason=transition.reason,
+            payment_session_id=str(transition.payment_session_id) if transition.payment_session_id else None,
+            created_at=transition.created_at,
+        )
+
+
+_ORDER_OUT_EXAMPLE: dict[str, Any] = {
+    "id": "6f1c2a9e-4b1d-4c55-9a39-0b8a3f7d2e11",
+    "reference": "ORD-7K3F9Q2M",
+    "status": "pending",
+    "currency": "EUR",
+    "total_amount": 11800,
+    "amount": "118.00",
+    "lines": [
+        {
+            "sku": "espresso-1kg",
+            "name": "Espresso beans, 1 kg",
+            "quantity": 2,
+            "unit_amount": 2450,
+            "unit_price": "24.50",
+            "line_amount": 4900,
+            "line_total": "49.00",
+        },
+        {
+            "sku": "gooseneck-kettle",
+            "name": "Gooseneck kettle, 1 l",
+            "quantity": 1,
+            "unit_amount": 6900,
+            "unit_price": "69.00",
+            "line_amount": 6900,
+            "line_total": "69.00",
+        },
+    ],
+    "customer": {
+        "name": "Camille Martin",
+        "email": "camille@example.com",
+        "phone": "+33 6 12 34 56 78",
+        "company": None,
+        "address": {
+            "street": "Rue de Rivoli",
+            "number": "12",
+            "complement": None,
+            "zip": "75004",
+            "city": "Paris",
+            "country": "FR",
+        },
+    },
+    "payment": None,
+    "transitions": None,
+    "created_at": "2026-11-21T10:15:00.123456Z",
+    "updated_at": "2026-11-21T10:15:00.123456Z",
+}
+
+
+class OrderOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_ORDER_OUT_EXAMPLE]})
+
+    id: str
+    reference: str = Field(description="Human reference, also the bank transfer's communication")
+    status: str
+    currency: str
+    total_amount: int = Field(description="Total in minor units, computed from the catalog")
+    amount: str = Field(description='The total as a decimal string, e.g. "118.00"')
+    lines: list[OrderLineOut]
+    customer: CustomerOut
+    payment: PaymentSummary | None = Field(
+        default=None, description="The latest payment session, null before the first one"
+    )
+    transitions: list[TransitionOut] | None = Field(
+        default=None, description="State history, oldest first; only with the operator key, null otherwise"
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(
+        cls,
+        order: Order,
+        *,
+        payment: PaymentSession | None = None,
+        transitions: list[OrderTransition] | None = None,
+    ) -> OrderOut:
+        return cls(
+            id=str(order.id),
+            reference=order.reference,
+            status=order.status,
+            currency=order.currency,
+            total_amount=order.total_amount,
+            amount=format_amount(order.total_amount, order.currency),
+            lines=[
+                OrderLineOut(
+                    sku=line.sku,
+                    name=line.name,
+                    quantity=line.quantity,
+                    unit_amount=line.unit_amount,
+                    unit_price=format_amount(line.unit_amount, order.currency),
+                    line_amount=line.line_amount,
+                    line_total=format_amount(line.line_amount, order.currency),
+                )
+                for line in order.lines
+            ],
+            customer=CustomerOut(
+                name=order.customer_name,
+                email=order.customer_email,
+                phone=order.customer_phone,
+                company=order.customer_company,
+                address=AddressOut.model_validate(order.customer_address) if order.customer_address else None,
+            ),
+            payment=PaymentSummary.of(payment) if payment else None,
+            transitions=[TransitionOut.of(t) for t in transitions] if transitions is not None else None,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+
+
+class OrderCreated(OrderOut):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**_ORDER_OUT_EXAMPLE, "access_token": "ot_3q2l...kZ8"}]}
+    )
+
+    access_token: str = Field(
+        description=(
+            "Bearer token for GET /orders/{id} and the payment session. Returned once (and again on an "
+            "Idempotency-Key replay); only its sha256 is stored with the order."
+        )
+    )
+
+
+class OrderSummary(BaseModel):
+    id: str
+    reference: str
+    status: str
+    currency: str
+    total_amount: int
+    amount: str
+    customer_name: str
+    customer_email: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderSummary:
+        return cls(
+            id=str(order.id),
+            reference=order.reference,
+            status=order.status,
+            currency=order.currency,
+            total_amount=order.total_amount,
+            amount=format_amount(order.total_amount, order.currency),
+            customer_name=order.customer_name,
+            customer_email=order.customer_email,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+
+
+class OrderPage(BaseModel):
+    items: list[OrderSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")

@@ -1,0 +1,277 @@
+"""Orders: creation priced from the catalog, access by token, the operator's list.
+
+Services take a session and flush; the request boundary commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
+
+from app.auth import is_admin, secrets_match
+from app.catalog.service import products_by_sku
+from app.config import Settings
+from app.errors import ApiError, NotFound
+from app.models import Order, OrderLine, OrderTransition, PaymentSession
+from app.orders.schemas import OrderCreate
+from app.orders.states import OrderStatus
+
+# No 0/O, 1/I/L, U: a reference read out over the phone or copied from a bank statement stays
+# unambiguous. 30^8 ~ 6.6e11 references; a collision is retried.
+REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+REFERENCE_PREFIX = "ORD-"
+REFERENCE_LENGTH = 8
+_REFERENCE_ATTEMPTS = 5
+ACCESS_TOKEN_PREFIX = "ot_"  # noqa: S105 - a prefix, not a secret
+
+
+def new_reference() -> str:
+    return REFERENCE_PREFIX + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+
+
+def new_access_token() -> str:
+    return ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_access_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+async def create_order(session: AsyncSession, data: OrderCreate) -> tuple[Order, str]:
+    """Price `data` from the catalog and insert a `pending` order; returns it and its access token.
+
+    Every problem with the items is reported at once (422 `invalid_items`, one detail per item) and
+    nothing is written.
+    """
+    products = await products_by_sku(session, (item.sku for item in data.items))
+    problems: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(data.items):
+        field = f"body.items.{index}.sku"
+        product = products.get(item.sku)
+        if item.sku in seen:
+            problems.append(
+                _problem(
+                    field,
+                    "duplicate_sku",
+                    f"SKU {item.sku!r} already appears at items.{seen[item.sku]}; "
+                    "send one line per SKU with the total quantity",
+                )
+            )
+            continue
+        seen[item.sku] = index
+        if product is None:
+            problems.append(_problem(field, "unknown_sku", f"no product with SKU {item.sku!r}"))
+        elif not product.active:
+            problems.append(_problem(field, "inactive_sku", f"product {item.sku!r} is not available"))
+        elif product.currency != data.currency:
+            problems.append(
+                _problem(
+                    field,
+                    "currency_mismatch",
+                    f"product {item.sku!r} is priced in {product.currency}, the order is in {data.currency}",
+                )
+            )
+    if problems:
+        first = problems[0]["message"]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ApiError(422, "invalid_items", f"order items are invalid: {first}{more}", problems)
+
+    lines = []
+    for position, item in enumerate(data.items, start=1):
+        product = products[item.sku]
+        lines.append(
+            OrderLine(
+                position=position,
+                sku=product.sku,
+                name=product.name,
+                unit_amount=product.unit_amount,
+                quantity=item.quantity,
+                line_amount=product.unit_amount * item.quantity,
+            )
+        )
+    token = new_access_token()
+    customer = data.customer
+    fields: dict[str, Any] = {
+        "status": OrderStatus.PENDING.value,
+        "currency": data.currency,
+        "total_amount": sum(line.line_amount for line in lines),
+        "customer_name": customer.name,
+        "customer_email": str(customer.email),
+        "customer_phone": customer.phone,
+        "customer_company": customer.company,
+        "customer_address": customer.address.model_dump() if customer.address else None,
+        "access_token_hash": hash_access_token(token),
+    }
+    order = await _insert_with_unique_reference(session, fields, lines)
+    session.add(OrderTransition(order_id=order.id, from_status=None, to_status=order.status, source="api"))
+    await session.flush()
+    return order, token
+
+
+def _problem(field: str, kind: str, message: str) -> dict[str, Any]:
+    return {"field": field, "message": message, "type": kind}
+
+
+async def _insert_with_unique_reference(
+    session: AsyncSession, fields: dict[str, Any], lines: list[OrderLine]
+) -> Order:
+    for _ in range(_REFERENCE_ATTEMPTS):
+        order = Order(id=uuid.uuid4(), reference=new_reference(), lines=list(lines), **fields)
+        try:
+            # A savepoint, so a reference collision costs a retry, not the request's transaction.
+            async with session.begin_nested():
+                session.add(order)
+                await session.flush()
+        except IntegrityError as exc:
+            if "uq_orders_reference" not in str(exc.orig):
+                raise
+            lines = [_copy_line(line) for line in lines]
+            continue
+        return order
+    raise ApiError(503, "unavailable", "could not allocate an order reference; retry")
+
+
+def _copy_line(line: OrderLine) -> OrderLine:
+    return OrderLine(
+        position=line.position,
+        sku=line.sku,
+        name=line.name,
+        unit_amount=line.unit_amount,
+        quantity=line.quantity,
+        line_amount=line.line_amount,
+    )
+
+
+def _parse_order_id(order_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(order_id)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+async def get_order_for_bearer(
+    session: AsyncSession,
+    order_id: str,
+    bearer: str | None,
+    settings: Settings,
+    *,
+    for_update: bool = False,
+) -> Order:
+    """The order, if `bearer` is its access token or the operator key; NotFound otherwise.
+
+    No token, a wrong token, another order's token, a malformed id and an unknown id all raise the
+    same NotFound, so an id alone reveals nothing. `for_update` locks the order row until commit.
+    """
+    parsed = _parse_order_id(order_id)
+    if parsed is None or bearer is None:
+        raise NotFound("order")
+    stmt = select(Order).where(Order.id == parsed)
+    if for_update:
+        stmt = stmt.with_for_update(of=Order).execution_options(populate_existing=True)
+    order = await session.scalar(stmt)
+    if order is None:
+        raise NotFound("order")
+    if not (is_admin(bearer, settings) or _token_matches(bearer, order.access_token_hash)):
+        raise NotFound("order")
+    return order
+
+
+def _token_matches(token: str, stored_hash: str) -> bool:
+    return secrets_match(hash_access_token(token), stored_hash)
+
+
+@dataclass(frozen=True)
+class OrderView:
+    order: Order
+    payment: PaymentSession | None
+    transitions: list[OrderTransition] | None  # only for the operator
+
+
+async def read_order(
+    session: AsyncSession, order_id: str, bearer: str | None, settings: Settings
+) -> OrderView:
+    order = await get_order_for_bearer(session, order_id, bearer, settings)
+    payment = await latest_payment_session(session, order.id)
+    transitions = None
+    if is_admin(bearer, settings):
+        result = await session.scalars(
+            select(OrderTransition).where(OrderTransition.order_id == order.id).order_by(OrderTransition.id)
+        )
+        transitions = list(result)
+    return OrderView(order=order, payment=payment, transitions=transitions)
+
+
+async def latest_payment_session(session: AsyncSession, order_id: uuid.UUID) -> PaymentSession | None:
+    result = await session.scalar(
+        select(PaymentSession)
+        .where(PaymentSession.order_id == order_id)
+        .order_by(PaymentSession.created_at.desc(), PaymentSession.id.desc())
+        .limit(1)
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class OrderListPage:
+    orders: list[Order]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{order_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, ident = raw.partition("|")
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return created_at, uuid.UUID(ident)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ApiError(
+            422,
+            "invalid_cursor",
+            "cursor is not one this API returned; start again without it",
+            [{"field": "query.cursor", "message": "not a valid cursor", "type": "invalid_cursor"}],
+        ) from None
+
+
+async def list_orders(
+    session: AsyncSession,
+    *,
+    status: OrderStatus | None = None,
+    reference: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> OrderListPage:
+    """Newest first, keyset-paginated on (created_at, id): stable while new orders arrive."""
+    stmt = select(Order).options(raiseload(Order.lines))
+    if status is not None:
+        stmt = stmt.where(Order.status == status.value)
+    if reference is not None:
+        stmt = stmt.where(Order.reference == reference)
+    if cursor is not None:
+        created_at, last_id = decode_cursor(cursor)
+        stmt = stmt.where(tuple_(Order.created_at, Order.id) < tuple_(created_at, last_id))
+    stmt = stmt.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+    orders = list(await session.scalars(stmt))
+    next_cursor = None
+    if len(orders) > limit:
+        orders = orders[:limit]
+        next_cursor = encode_cursor(orders[-1].created_at, orders[-1].id)
+    return OrderListPage(orders=orders, next_cursor=next_cursor)
