@@ -266,6 +266,8 @@ class FintectureProvider:
         self._token: str | None = None
         self._token_expires_at = 0.0
         self._token_lock = asyncio.Lock()
+        self._mint_attempts = 0
+        self._mint_failure: ProviderError | None = None
 
     @classmethod
     def from_settings(
@@ -381,11 +383,29 @@ class FintectureProvider:
         token = self._token
         if token is not None and self._clock() < self._token_expires_at:
             return token
+        attempt_seen = self._mint_attempts
         async with self._token_lock:
             # Another caller may have minted while this one waited for the lock.
             if self._token is not None and self._clock() < self._token_expires_at:
                 return self._token
-            token, lifetime = await self._mint_token()
+            failure = self._mint_failure
+            if failure is not None and self._mint_attempts != attempt_seen:
+                # The mint this caller waited on just failed: share its answer instead of queueing
+                # one more attempt per waiting caller behind a failing token endpoint.
+                raise ProviderError(
+                    failure.args[0] if failure.args else "Fintecture token request failed",
+                    http_status=failure.http_status,
+                    code=failure.code,
+                    log_id=failure.log_id,
+                    retryable=failure.retryable,
+                )
+            self._mint_attempts += 1
+            try:
+                token, lifetime = await self._mint_token()
+            except ProviderError as exc:
+                self._mint_failure = exc
+                raise
+            self._mint_failure = None
             self._token = token
             self._token_expires_at = self._clock() + lifetime - min(self._token_margin, lifetime / 2)
             return token
@@ -548,7 +568,7 @@ class FintectureProvider:
 
     def _delay_for(self, response: httpx.Response, attempt: int) -> float | None:
         """Back-off for a retryable status; None when the server asks for a longer wait than we hold."""
-        if response.status_code == 429:
+        if response.status_code in {429, 503}:
             asked = _retry_after_seconds(response.headers.get("retry-after"), self._now())
             if asked is not None:
                 return asked if asked <= self._retry_after_cap else None
