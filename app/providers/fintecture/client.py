@@ -50,11 +50,9 @@ RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 AUTO_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 # ISO 4217 minor units for the currencies that do not use two decimals; everything else has two.
-_MINOR_DIGITS = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
-    "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-}  # fmt: skip
+_ZERO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
+_THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND"
+_MINOR_DIGITS = {**dict.fromkeys(_ZERO_DECIMALS.split(), 0), **dict.fromkeys(_THREE_DECIMALS.split(), 3)}
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -302,12 +300,16 @@ class FintectureProvider:
         session_id = meta_out.get("session_id")
         url = meta_out.get("url")
         if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
-            raise ProviderError("Fintecture connect answered without a valid session_id", http_status=200,
-                                code="invalid_response")  # fmt: skip
+            raise ProviderError(
+                "Fintecture connect answered without a valid session_id",
+                http_status=200,
+                code="invalid_response",
+            )
         allowed = {"https"} if self._production else {"https", "http"}
         if not isinstance(url, str) or urlsplit(url).scheme not in allowed or not urlsplit(url).netloc:
-            raise ProviderError("Fintecture connect answered without a valid url", http_status=200,
-                                code="invalid_response")  # fmt: skip
+            raise ProviderError(
+                "Fintecture connect answered without a valid url", http_status=200, code="invalid_response"
+            )
         log.info("fintecture.session_created", session_id=session_id)
         return CreatedSession(provider_session_id=session_id, connect_url=url)
 
@@ -334,12 +336,14 @@ class FintectureProvider:
 
         returned_id = meta.get("session_id") or data.get("id")
         if returned_id is not None and returned_id != provider_session_id:
-            raise ProviderError("Fintecture answered for another session", http_status=200,
-                                code="invalid_response")  # fmt: skip
+            raise ProviderError(
+                "Fintecture answered for another session", http_status=200, code="invalid_response"
+            )
         raw_status = meta.get("status")
         if not isinstance(raw_status, str) or not raw_status:
-            raise ProviderError("Fintecture payment has no status", http_status=200,
-                                code="invalid_response", retryable=True)  # fmt: skip
+            raise ProviderError(
+                "Fintecture payment has no status", http_status=200, code="invalid_response", retryable=True
+            )
         transfer_state = attributes.get("transfer_state") or data.get("transfer_state")
         if not isinstance(transfer_state, str) or not transfer_state:
             transfer_state = None
@@ -433,8 +437,12 @@ class FintectureProvider:
         body = self._json(response, "token request", retryable=True)
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
-            raise ProviderError("Fintecture token response has no access_token", http_status=200,
-                                code="invalid_response", retryable=True)  # fmt: skip
+            raise ProviderError(
+                "Fintecture token response has no access_token",
+                http_status=200,
+                code="invalid_response",
+                retryable=True,
+            )
         expires_in = body.get("expires_in")
         lifetime = float(expires_in) if isinstance(expires_in, (int, float)) and expires_in > 0 else 300.0
         log.info("fintecture.token_minted", expires_in=lifetime)
@@ -536,16 +544,20 @@ class FintectureProvider:
                     await self._back_off(attempt, path, type(exc).__name__)
                     attempt += 1
                     continue
-                raise ProviderError(f"Fintecture unreachable ({type(exc).__name__})", code="network_error",
-                                    retryable=True) from exc  # fmt: skip
+                raise ProviderError(
+                    f"Fintecture unreachable ({type(exc).__name__})", code="network_error", retryable=True
+                ) from exc
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 if idempotent and attempt < self._max_retries:
                     await self._back_off(attempt, path, type(exc).__name__)
                     attempt += 1
                     continue
                 outcome = "" if idempotent else "; the request may have been processed"
-                raise ProviderError(f"Fintecture call failed ({type(exc).__name__}){outcome}",
-                                    code="network_error", retryable=True) from exc  # fmt: skip
+                raise ProviderError(
+                    f"Fintecture call failed ({type(exc).__name__}){outcome}",
+                    code="network_error",
+                    retryable=True,
+                ) from exc
 
             if response.status_code in AUTO_RETRY_STATUSES and idempotent and attempt < self._max_retries:
                 delay = self._delay_for(response, attempt)
@@ -588,9 +600,12 @@ class FintectureProvider:
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            raise ProviderError(f"Fintecture {context} answered with a body that is not a JSON object",
-                                http_status=response.status_code, code="invalid_response",
-                                retryable=retryable)  # fmt: skip
+            raise ProviderError(
+                f"Fintecture {context} answered with a body that is not a JSON object",
+                http_status=response.status_code,
+                code="invalid_response",
+                retryable=retryable,
+            )
         return body
 
     @staticmethod
