@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,15 +23,28 @@ class ConfigurationError(RuntimeError):
     """The settings cannot run the service; the message lists every problem."""
 
 
+def _is_placeholder(value: str) -> bool:
+    value = value.strip().lower()
+    # "change-me-to-a-long-random-string" is as much a placeholder as "changeme".
+    return value in _PLACEHOLDERS or any(word in value for word in ("changeme", "change-me", "change_me"))
+
+
 def _is_local_host(host: str | None) -> bool:
     if not host:
         return True
+    host = host.rstrip(".")  # "localhost." resolves like "localhost"
     if host in {"localhost", "simulator"} or host.endswith(".localhost"):
         return True
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        return False
+        try:
+            # Shorthand IPv4 spellings resolvers accept, such as 127.1.
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1
     return ip.is_loopback or ip.is_unspecified
 
 
@@ -128,11 +142,11 @@ class Settings(BaseSettings):
             "FINTECTURE_PRIVATE_KEY (or FINTECTURE_PRIVATE_KEY_FILE)": self.fintecture_private_key,
         }
         for name, secret in secrets.items():
-            if secret.get_secret_value().strip().lower() in _PLACEHOLDERS:
+            if _is_placeholder(secret.get_secret_value()):
                 problems.append(f"{name} is missing or a placeholder")
         if len(self.admin_api_key.get_secret_value()) < 24:
             problems.append("ADMIN_API_KEY must be at least 24 characters")
-        if not self.fintecture_app_id.strip() or self.fintecture_app_id.strip().lower() in _PLACEHOLDERS:
+        if _is_placeholder(self.fintecture_app_id):
             problems.append("FINTECTURE_APP_ID is missing or a placeholder")
         pem = self.fintecture_private_key.get_secret_value()
         if pem and "PRIVATE KEY" not in pem:
@@ -149,6 +163,11 @@ class Settings(BaseSettings):
                 problems.append(f"{name} points at a local host ({url!r}); the simulator is for sandbox only")
         if "/_sim" in self.fintecture_base_url or "simulator" in self.fintecture_base_url:
             problems.append("FINTECTURE_API_URL points at the provider simulator")
+        if urlsplit(self.fintecture_base_url).hostname == urlsplit(FINTECTURE_SANDBOX_API_URL).hostname:
+            problems.append(
+                "FINTECTURE_API_URL is Fintecture's sandbox, where no money moves; production uses "
+                f"{FINTECTURE_PRODUCTION_API_URL}"
+            )
         return problems
 
     def check(self) -> None:

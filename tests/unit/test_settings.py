@@ -1,0 +1,226 @@
+"""Settings: sandbox defaults start; production refuses every unsafe setting with a clear message."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import ValidationError
+
+from app.config import ConfigurationError, Settings
+from app.main import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No setting leaks in from the machine's environment or a developer's .env."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture(scope="module")
+def private_key_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def production(private_key_pem: str) -> dict[str, Any]:
+    """A complete, safe production configuration; each test breaks one thing."""
+    return {
+        "provider_env": "production",
+        "database_url": "postgresql://checkout:pw@db.internal:5432/checkout",
+        "public_url": "https://pay.shop.example",
+        "storefront_url": "https://shop.example/checkout/result",
+        "admin_api_key": "k3Yq9v2LwXp8Rt5Zb7Nc4Md6",
+        "fintecture_app_id": "4f7d1c2e-app",
+        "fintecture_app_secret": "9b1e77a0-5c4d-4e8f-a1b2-c3d4e5f60718",
+        "fintecture_private_key": private_key_pem,
+    }
+
+
+def test_sandbox_defaults_start() -> None:
+    settings = _settings()
+    assert settings.provider_env == "sandbox"
+    assert settings.production_problems()  # unsafe for real money...
+    settings.check()  # ...but fine for the sandbox
+    assert create_app(settings).title
+
+
+def test_safe_production_settings_start(production: dict[str, Any]) -> None:
+    settings = _settings(**production)
+    assert settings.production_problems() == []
+    settings.check()
+    create_app(settings)
+    assert settings.fintecture_base_url == "https://api.fintecture.com"
+
+
+def test_production_key_can_come_from_a_file(production: dict[str, Any], tmp_path: Path) -> None:
+    key_file = tmp_path / "fintecture-private.pem"
+    key_file.write_text(production.pop("fintecture_private_key"))
+    settings = _settings(**production, fintecture_private_key_file=key_file)
+    settings.check()
+    assert "PRIVATE KEY" in settings.fintecture_private_key.get_secret_value()
+
+
+def test_unreadable_key_file_is_a_clear_error(production: dict[str, Any], tmp_path: Path) -> None:
+    production.pop("fintecture_private_key")
+    with pytest.raises(ValidationError, match="FINTECTURE_PRIVATE_KEY_FILE cannot be read"):
+        _settings(**production, fintecture_private_key_file=tmp_path / "missing.pem")
+
+
+REFUSALS = [
+    ({"admin_api_key": ""}, "ADMIN_API_KEY is missing or a placeholder"),
+    ({"admin_api_key": "changeme"}, "ADMIN_API_KEY is missing or a placeholder"),
+    ({"admin_api_key": " " * 30}, "ADMIN_API_KEY is missing or a placeholder"),
+    ({"admin_api_key": "short-but-random-9f3"}, "ADMIN_API_KEY must be at least 24 characters"),
+    ({"admin_api_key": "change-me-to-a-long-random-string"}, "ADMIN_API_KEY is missing or a placeholder"),
+    ({"fintecture_app_secret": ""}, "FINTECTURE_APP_SECRET is missing or a placeholder"),
+    ({"fintecture_app_secret": "secret"}, "FINTECTURE_APP_SECRET is missing or a placeholder"),
+    ({"fintecture_app_id": ""}, "FINTECTURE_APP_ID is missing or a placeholder"),
+    ({"fintecture_app_id": "xxx"}, "FINTECTURE_APP_ID is missing or a placeholder"),
+    ({"fintecture_private_key": ""}, "FINTECTURE_PRIVATE_KEY (or FINTECTURE_PRIVATE_KEY_FILE) is missing"),
+    ({"fintecture_private_key": "not a key at all"}, "FINTECTURE_PRIVATE_KEY is not a PEM private key"),
+    ({"public_url": "http://pay.shop.example"}, "PUBLIC_URL must be an https URL"),
+    ({"storefront_url": "http://shop.example/done"}, "STOREFRONT_URL must be an https URL"),
+    ({"fintecture_api_url": "http://api.fintecture.com"}, "FINTECTURE_API_URL must be an https URL"),
+    ({"public_url": "https://localhost:8000"}, "PUBLIC_URL points at a local host"),
+    ({"storefront_url": "https://127.0.0.1/shop"}, "STOREFRONT_URL points at a local host"),
+    ({"fintecture_api_url": "https://127.0.0.1:8100"}, "FINTECTURE_API_URL points at a local host"),
+    ({"fintecture_api_url": "https://localhost:8100"}, "FINTECTURE_API_URL points at a local host"),
+    ({"fintecture_api_url": "https://[::1]:8100"}, "FINTECTURE_API_URL points at a local host"),
+    ({"fintecture_api_url": "https://0.0.0.0:8100"}, "FINTECTURE_API_URL points at a local host"),
+    ({"fintecture_api_url": "https://api.localhost"}, "FINTECTURE_API_URL points at a local host"),
+    ({"fintecture_api_url": "https://localhost.:8100"}, "FINTECTURE_API_URL points at a local host"),
+    ({"fintecture_api_url": "https://[::ffff:127.0.0.1]:8100"}, "FINTECTURE_API_URL points at a local host"),
+    ({"fintecture_api_url": "https://127.1:8100"}, "FINTECTURE_API_URL points at a local host"),
+    ({"fintecture_api_url": "https://simulator:8100"}, "FINTECTURE_API_URL points at a local host"),
+    (
+        {"fintecture_api_url": "https://sim.shop.example/_sim/fintecture"},
+        "FINTECTURE_API_URL points at the provider simulator",
+    ),
+    (
+        {"fintecture_api_url": "https://api-sandbox.fintecture.com"},
+        "FINTECTURE_API_URL is Fintecture's sandbox",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), REFUSALS, ids=[m for _, m in REFUSALS])
+def test_production_refuses_unsafe_settings(
+    production: dict[str, Any], change: dict[str, Any], message: str
+) -> None:
+    settings = _settings(**{**production, **change})
+    with pytest.raises(ConfigurationError) as caught:
+        settings.check()
+    text = str(caught.value)
+    assert text.startswith("Refusing to start in production:")
+    assert message in text
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        create_app(settings)
+
+
+def test_every_problem_is_listed_at_once(production: dict[str, Any]) -> None:
+    settings = _settings(
+        **{
+            **production,
+            "admin_api_key": "",
+            "public_url": "http://127.0.0.1:8000",
+            "fintecture_app_secret": "dev",
+        }
+    )
+    problems = settings.production_problems()
+    assert any(p.startswith("ADMIN_API_KEY is missing") for p in problems)
+    assert any(p.startswith("FINTECTURE_APP_SECRET is missing") for p in problems)
+    assert any(p.startswith("PUBLIC_URL must be an https URL") for p in problems)
+    assert any(p.startswith("PUBLIC_URL points at a local host") for p in problems)
+    with pytest.raises(ConfigurationError) as caught:
+        settings.check()
+    assert all(problem in str(caught.value) for problem in problems)
+
+
+def test_secrets_are_not_echoed_in_refusals(production: dict[str, Any]) -> None:
+    settings = _settings(**{**production, "admin_api_key": "too-short-secret-value"})
+    with pytest.raises(ConfigurationError) as caught:
+        settings.check()
+    assert "too-short-secret-value" not in str(caught.value)
+    assert "too-short-secret-value" not in repr(settings)
+
+
+def test_sandbox_may_point_at_the_local_simulator() -> None:
+    settings = _settings(fintecture_api_url="http://127.0.0.1:8100/", public_url="http://127.0.0.1:8000")
+    settings.check()
+    assert settings.fintecture_base_url == "http://127.0.0.1:8100"
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"database_url": "mysql://root@db/shop"}, "database_url"),
+        ({"public_url": "ftp://pay.shop.example"}, "public_url"),
+        ({"provider_env": "live"}, "provider_env"),
+        ({"payment_session_expiry_seconds": 10}, "payment_session_expiry_seconds"),
+        ({"max_body_bytes": 10}, "max_body_bytes"),
+    ],
+)
+def test_malformed_values_are_rejected_when_read(values: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _settings(**values)
+    assert field in str(caught.value)
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db:5432/shop")
+    monkeypatch.setenv("CORS_ORIGINS", "https://shop.example, https://www.shop.example")
+    monkeypatch.setenv("WORKERS_ENABLED", "false")
+    settings = _settings()
+    assert settings.database_url == "postgresql+asyncpg://u:p@db:5432/shop"
+    assert settings.cors_origins == ["https://shop.example", "https://www.shop.example"]
+    assert settings.workers_enabled is False
+
+
+# --- .env.example -------------------------------------------------------------------------------
+
+ENV_EXAMPLE = ROOT / ".env.example"
+
+
+def _example_names() -> set[str]:
+    names = set()
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = re.match(r"^#?\s?([A-Z][A-Z0-9_]+)=", line)
+        if match:
+            names.add(match.group(1))
+    return names
+
+
+def test_env_example_documents_every_setting() -> None:
+    expected = {name.upper() for name in Settings.model_fields}
+    names = _example_names()
+    assert expected - names == set(), "settings missing from .env.example"
+    assert names - expected == set(), ".env.example names settings that do not exist"
+
+
+def test_env_example_is_sandbox_safe_and_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    sandbox = Settings(_env_file=ENV_EXAMPLE)  # type: ignore[call-arg]
+    assert sandbox.provider_env == "sandbox"
+    sandbox.check()
+    # Flipping only PROVIDER_ENV must not be enough to take real payments with the example's values.
+    monkeypatch.setenv("PROVIDER_ENV", "production")
+    production = Settings(_env_file=ENV_EXAMPLE)  # type: ignore[call-arg]
+    with pytest.raises(ConfigurationError, match="ADMIN_API_KEY is missing or a placeholder"):
+        production.check()
