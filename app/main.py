@@ -15,6 +15,7 @@ from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import BodySizeLimitMiddleware, install_error_handlers
 from app.orders.routes import router as orders_router
+from app.payments.routes import router as payments_router
 from app.payments.workers import PaymentWorkers
 from app.providers.registry import build_providers
 from app.storefront.routes import router as storefront_router
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(catalog_router)
     app.include_router(orders_router)
+    app.include_router(payments_router)
     if settings.demo_storefront:
         app.include_router(storefront_router)
     return app
