@@ -1,0 +1,65 @@
+"""The simulator as one FastAPI application: Fintecture's API, its hosted page, and `/_sim` controls."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from simulator import routes_connect, routes_control, routes_oauth, routes_pis
+from simulator.config import SimulatorConfig
+from simulator.core import Simulator
+from simulator.errors import TOP_LEVEL_CODES, ApiError, ErrorItem, error_response
+from simulator.guard import api_gate
+from simulator.schemas import validation_error
+
+
+def create_app(config: SimulatorConfig) -> FastAPI:
+    sim = Simulator(config)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await sim.start()
+        try:
+            yield
+        finally:
+            await sim.stop()
+
+    app = FastAPI(
+        title="Fintecture simulator",
+        description="A stand-in for Fintecture's PIS API, hosted Connect page and webhooks.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.sim = sim
+
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        request.state.sim_error_code = exc.sub_code
+        return error_response(exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return await on_api_error(request, validation_error(exc.errors()))
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = TOP_LEVEL_CODES.get(exc.status_code, "error")
+        error = ApiError.many(exc.status_code, [ErrorItem(code, str(exc.detail))])
+        error.headers = dict(exc.headers or {})
+        return await on_api_error(request, error)
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.middleware("http")(api_gate)
+
+    app.include_router(routes_oauth.router)
+    app.include_router(routes_pis.router)
+    app.include_router(routes_connect.router)
+    app.include_router(routes_control.router)
+    return app
