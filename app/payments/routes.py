@@ -51,15 +51,13 @@ async def create_payment_session(
     payer_ip = request.client.host if request.client else None
 
     async def open_it() -> tuple[int, dict[str, Any]]:
-        existing = await service.latest_session(db, order.id)
-        session = await service.open_session(
+        session, created = await service.open_session(
             db,
             order.id,
             provider,
             settings,
             service.SessionOptions(language=options.language, bank_id=options.bank_id, payer_ip=payer_ip),
         )
-        created = existing is None or existing.id != session.id
         return (201 if created else 200), service.session_view(session)
 
     status, payload, _ = await idempotent(

@@ -83,7 +83,8 @@ async def open_session(
     provider: Provider,
     settings: Settings,
     options: SessionOptions,
-) -> PaymentSession:
+) -> tuple[PaymentSession, bool]:
+    """The order's open session, or a new one; the flag says whether it was opened now."""
     order = await _lock_order(db, order_id)
     now = utcnow()
     open_session_row = await db.scalar(
@@ -97,7 +98,7 @@ async def open_session(
         .limit(1)
     )
     if open_session_row is not None:
-        return open_session_row
+        return open_session_row, False
     status = OrderStatus(order.status)
     if status not in RETRYABLE and status is not OrderStatus.AWAITING_PAYMENT:
         raise ApiError(
@@ -158,7 +159,7 @@ async def open_session(
     log.info(
         "payment_session_opened", order_id=str(order.id), provider_session_id=created.provider_session_id
     )
-    return session
+    return session, True
 
 
 async def sync_session(
