@@ -137,10 +137,22 @@ class Stack:
         return body["requests"] if isinstance(body, dict) else body  # type: ignore[no-any-return]
 
     # -- the service's own machinery -------------------------------------------------------------
-    async def settle(self) -> None:
-        """Let webhook deliveries land and the inbox drain."""
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Let webhook deliveries land and every inbox row that is due be processed (by us or by
+        the service's own worker, which may hold a row while we look)."""
         await self.flush_webhooks()
-        await self.service.state.workers.drain_inbox()
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.service.state.workers.drain_inbox()
+            due = await self.count(
+                ProviderEvent,
+                ProviderEvent.processed_at.is_(None),
+                ProviderEvent.next_attempt_at <= func.now(),
+            )
+            if due == 0:
+                return
+            assert time.monotonic() < deadline, f"{due} inbox rows still due after {timeout}s"
+            await asyncio.sleep(0.02)
 
     async def sweep(self) -> None:
         await self.service.state.workers.sweep()

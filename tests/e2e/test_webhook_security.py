@@ -1,0 +1,204 @@
+"""/webhook against the live service: authentic deliveries are stored once; anything tampered with,
+stale, replayed or oversized is refused and writes nothing anywhere."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select, update
+
+from app.models import Order, PaymentSession, ProviderEvent
+from app.orders.states import OrderStatus
+from app.payments.reconcile import record_transition
+from app.providers.base import Payer, SessionRequest
+from tests.e2e.conftest import APP_ID, Stack
+from tests.support.fintecture import build_delivery, public_key_from_pem
+
+
+def form_body(session_id: str, status: str = "payment_created") -> bytes:
+    return urlencode(
+        {
+            "session_id": session_id,
+            "status": status,
+            "customer_id": "c0ffee",
+            "provider": "ftecfr",
+            "state": "whatever",
+            "type": "PayByBank",
+            "transfer_state": "completed",
+            "event": f"payment_session.status.{status}",
+        }
+    ).encode()
+
+
+@pytest.fixture
+def merchant_public(merchant_keys: tuple[str, str]) -> rsa.RSAPublicKey:
+    return public_key_from_pem(merchant_keys[1])
+
+
+def signed(public: rsa.RSAPublicKey, body: bytes, **kwargs: Any) -> dict[str, str]:
+    options: dict[str, Any] = {
+        "date": datetime.now(UTC),
+        "request_id": str(uuid.uuid4()),
+        "key_id": APP_ID,
+    }
+    options.update(kwargs)
+    return build_delivery(public, body, **options)
+
+
+async def post_webhook(stack: Stack, body: bytes, headers: dict[str, str]) -> Any:
+    return await stack.http.post(f"{stack.service_url}/webhook", content=body, headers=headers)
+
+
+def _drop(name: str) -> Callable[[dict[str, str], bytes], tuple[dict[str, str], bytes]]:
+    return lambda h, b: ({k: v for k, v in h.items() if k != name}, b)
+
+
+TAMPERED: dict[str, Callable[[dict[str, str], bytes], tuple[dict[str, str], bytes]]] = {
+    "body byte changed": lambda h, b: (h, b.replace(b"payment_created", b"payment_createe", 1)),
+    "digest header changed": lambda h, b: ({**h, "Digest": "SHA-256=" + "A" * 43 + "="}, b),
+    "request id header changed": lambda h, b: ({**h, "X-Request-ID": str(uuid.uuid4())}, b),
+    "signature garbage": lambda h, b: ({**h, "Signature": 'keyId="x",headers="date",signature="Zm9v"'}, b),
+    "missing Signature": _drop("Signature"),
+    "missing Digest": _drop("Digest"),
+    "missing Date": _drop("Date"),
+    "missing X-Request-ID": _drop("X-Request-ID"),
+}
+
+
+async def test_authentic_delivery_is_stored_once_and_replays_are_ignored(
+    stack: Stack, merchant_public: rsa.RSAPublicKey
+) -> None:
+    order, session = await stack.paying_order()
+    await stack.drive(session["provider_session_id"], "payment_created", "completed")
+    await stack.settle()
+    before = await stack.table_counts()
+
+    body = form_body(session["provider_session_id"])
+    headers = signed(merchant_public, body)
+    first = await post_webhook(stack, body, headers)
+    assert first.status_code == 200
+    assert first.json() == {"received": True, "duplicate": False}
+    for _ in range(3):
+        replay = await post_webhook(stack, body, headers)
+        assert replay.status_code == 200
+        assert replay.json() == {"received": True, "duplicate": True}
+    await stack.settle()
+    after = await stack.table_counts()
+    assert after["provider_events"] == before["provider_events"] + 1
+    assert after["order_transitions"] == before["order_transitions"]  # already paid: a hint, nothing new
+    assert await stack.order_status(order["id"]) == "paid"
+
+
+@pytest.mark.parametrize("variant", list(TAMPERED))
+async def test_tampered_webhook_is_refused_and_writes_nothing(
+    stack: Stack, merchant_public: rsa.RSAPublicKey, variant: str
+) -> None:
+    order, session = await stack.paying_order()
+    await stack.faults(webhook_drop={"count": 100})
+    await stack.drive(session["provider_session_id"], "payment_pending", "pending")
+    before = await stack.table_counts()
+
+    body = form_body(session["provider_session_id"])
+    headers, sent_body = TAMPERED[variant](signed(merchant_public, body), body)
+    response = await post_webhook(stack, sent_body, headers)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "invalid_signature"
+    await stack.service.state.workers.drain_inbox()
+    assert await stack.table_counts() == before
+    assert await stack.order_status(order["id"]) == "awaiting_payment"
+
+
+@pytest.mark.parametrize("offset", [-301, 301])
+async def test_webhook_outside_the_date_window_is_refused(
+    stack: Stack, merchant_public: rsa.RSAPublicKey, offset: int
+) -> None:
+    _, session = await stack.paying_order()
+    before = await stack.table_counts()
+    body = form_body(session["provider_session_id"])
+    headers = signed(merchant_public, body, date=datetime.now(UTC) + timedelta(seconds=offset))
+    response = await post_webhook(stack, body, headers)
+    assert response.status_code == 401
+    assert await stack.table_counts() == before
+
+
+async def test_webhook_encrypted_for_another_key_is_refused(stack: Stack) -> None:
+    _, session = await stack.paying_order()
+    before = await stack.table_counts()
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    body = form_body(session["provider_session_id"])
+    response = await post_webhook(stack, body, signed(stranger, body))
+    assert response.status_code == 401
+    assert await stack.table_counts() == before
+
+
+async def test_oversized_webhook_is_refused_before_verification(
+    stack: Stack, merchant_public: rsa.RSAPublicKey
+) -> None:
+    _, session = await stack.paying_order()
+    before = await stack.table_counts()
+    body = form_body(session["provider_session_id"]) + b"&pad=" + b"x" * stack.settings.max_body_bytes
+    response = await post_webhook(stack, body, signed(merchant_public, body))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert await stack.table_counts() == before
+
+
+async def test_delivery_for_a_session_not_known_yet_is_retried_not_dropped(stack: Stack) -> None:
+    """The provider's webhook can overtake the commit of our own session row."""
+    order = await stack.create_order()
+    provider = stack.service.state.providers["fintecture"]
+    state = uuid.uuid4().hex
+    created = await provider.create_session(
+        SessionRequest(
+            amount=Decimal("273.50"),
+            currency="EUR",
+            communication=order["reference"],
+            state=state,
+            redirect_uri=f"{stack.service_url}/callback",
+            origin_uri="http://shop.test/",
+            payer=Payer(name="Camille", email="camille@example.com"),
+            expiry_seconds=1800,
+        )
+    )
+    await stack.drive(created.provider_session_id, "payment_created", "completed")
+    await stack.settle()
+    async with stack.sessionmaker() as db:
+        event = await db.scalar(
+            select(ProviderEvent).where(ProviderEvent.provider_session_id == created.provider_session_id)
+        )
+        assert event is not None
+        assert event.processed_at is None and event.attempts >= 1
+        assert "no payment session" in (event.last_error or "")
+
+    # Our row for that session commits now; the next attempt applies the event.
+    async with stack.sessionmaker() as db, db.begin():
+        order_row = await db.get(Order, uuid.UUID(order["id"]))
+        assert order_row is not None
+        db.add(
+            PaymentSession(
+                order_id=order_row.id,
+                provider="fintecture",
+                provider_session_id=created.provider_session_id,
+                state_token=state,
+                connect_url=created.connect_url,
+                amount=order_row.total_amount,
+                currency="EUR",
+                communication=order_row.reference,
+                status="awaiting_payment",
+                expires_at=datetime.now(UTC) + timedelta(minutes=30),
+            )
+        )
+        record_transition(db, order_row, OrderStatus.AWAITING_PAYMENT, source="api")
+        await db.execute(update(ProviderEvent).values(next_attempt_at=datetime.now(UTC)))
+    await stack.settle()
+    assert await stack.order_status(order["id"]) == "paid"
+    async with stack.sessionmaker() as db:
+        outcomes = (await db.scalars(select(ProviderEvent.outcome))).all()
+    assert "applied" in outcomes
