@@ -7,6 +7,7 @@ the fields the simulator uses are checked. Validation errors become §11 errors:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from datetime import date
@@ -27,7 +28,13 @@ def _amount(value: str) -> str:
     return value
 
 
+def _ip(value: str) -> str:
+    ipaddress.ip_address(value)  # ValueError names the problem
+    return value
+
+
 Amount = Annotated[str, AfterValidator(_amount)]
+IpAddress = Annotated[str, AfterValidator(_ip)]
 Currency = Literal["EUR", "GBP", "PLN"]
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")]
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
@@ -59,7 +66,7 @@ class ConnectMeta(_Open):
     psu_email: Email | None = None
     psu_phone: str | None = None
     psu_phone_prefix: str | None = None
-    psu_ip: str | None = None
+    psu_ip: IpAddress | None = None
     psu_company: str | None = None
     psu_incorporation: str | None = None
     psu_form: str | None = None

@@ -147,9 +147,9 @@ def webhook_headers(
     """Signing headers of one webhook attempt (contract §3)."""
     digest = body_digest(body)
     plaintext = f"date: {date}\ndigest: {digest}\nx-request-id: {request_id}".encode()
+    sha1 = hashes.SHA1()  # noqa: S303 - the provider's scheme is OAEP with SHA-1, not our choice
     ciphertext = public_key.encrypt(
-        plaintext,
-        padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None),  # noqa: S303 - the scheme is fixed by the provider
+        plaintext, padding.OAEP(mgf=padding.MGF1(algorithm=sha1), algorithm=sha1, label=None)
     )
     signature = base64.b64encode(ciphertext).decode()
     return {
