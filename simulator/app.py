@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -62,4 +64,52 @@ def create_app(config: SimulatorConfig) -> FastAPI:
     app.include_router(routes_pis.router)
     app.include_router(routes_connect.router)
     app.include_router(routes_control.router)
+    _document_errors(app)
     return app
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "examples": ["400"]},
+        "code": {"type": "string", "examples": ["bad_request"]},
+        "log_id": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string", "examples": ["invalid_field"]},
+                    "status": {"type": "string"},
+                    "title": {"type": "string"},
+                    "detail": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Validation errors are answered as 400 in Fintecture's shape, not FastAPI's 422: say so."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = _ERROR_SCHEMA
+            for path in schema["paths"].values():
+                for operation in path.values():
+                    responses = operation.get("responses", {})
+                    responses.pop("422", None)
+                    responses["400"] = {
+                        "description": "Invalid request",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    }
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schema["components"]["schemas"].pop(unused, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

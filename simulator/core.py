@@ -155,8 +155,9 @@ class Simulator:
             self.transition(session, "payment_created", "completed", source="bank")
 
     def is_expired(self, session: Session) -> bool:
+        """Past its expiry the payer can no longer act, even on a session left unsuccessful."""
         return session.status == "payment_expired" or (
-            session.status in EXPIRABLE and session.expires_at <= self.clock.now()
+            session.status in EXPIRABLE | PAYABLE and session.expires_at <= self.clock.now()
         )
 
     # What the payer does on the hosted page (or a test through /_sim/sessions/{id}/complete)

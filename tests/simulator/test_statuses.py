@@ -210,3 +210,15 @@ async def test_paid_sessions_do_not_expire(sim: Harness) -> None:
     await sim.complete(session_id, "confirm")
     await sim.advance(3000)
     assert (await sim.payment(session_id))["meta"]["status"] == "payment_created"
+
+
+async def test_a_rejected_payer_cannot_retry_after_expiry(sim: Harness) -> None:
+    body = {"meta": {"expiry": 60}, "data": {"attributes": {"amount": "10.00", "currency": "EUR"}}}
+    created = await sim.connect(body=body)
+    session_id = created["meta"]["session_id"]
+    await sim.complete(session_id, "reject")
+    await sim.advance(60)
+    late = await sim.client.post(f"/_sim/sessions/{session_id}/complete", json={"outcome": "confirm"})
+    assert late.status_code == 410
+    assert (await sim.client.get(created["meta"]["url"])).status_code == 410
+    assert (await sim.payment(session_id))["meta"]["status"] == "payment_unsuccessful"
