@@ -22,7 +22,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models import Order
-
 from tests.support.servers import reserve_socket
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
