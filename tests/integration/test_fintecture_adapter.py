@@ -31,6 +31,7 @@ from app.providers.fintecture.statuses import map_status
 from simulator.app import create_app as create_simulator
 from simulator.clock import FrozenClock
 from simulator.config import AppConfig, SimulatorConfig
+from tests.support.servers import reserve_socket, serve
 
 LENIENT_APP = "shop-sandbox"
 STRICT_APP = "shop-production"
@@ -514,3 +515,51 @@ async def test_simulator_webhooks_verify_with_the_adapter(sim: Sim) -> None:
     with pytest.raises(WebhookRejected):
         delivery = sim.merchant.deliveries[0]
         other.verify_webhook(delivery.headers, delivery.content, sim.clock.now())
+
+
+# --- Timeouts, over a real socket ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def live_sim(keys: Keys) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
+    """The simulator behind uvicorn on 127.0.0.1: the only way a client timeout really fires."""
+    config = SimulatorConfig(
+        applications=[
+            AppConfig(
+                app_id=LENIENT_APP,
+                app_secret=SECRET,
+                public_key_pem=keys.public_pem,
+                redirect_uris=[REDIRECT],
+            )
+        ]
+    )
+    async with serve(create_simulator(config), reserve_socket()) as url, httpx.AsyncClient() as http:
+        yield url, http
+
+
+async def test_every_call_has_a_timeout(live_sim: tuple[str, httpx.AsyncClient]) -> None:
+    url, http = live_sim
+    delays: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    adapter = FintectureProvider(
+        http=http, app_id=LENIENT_APP, app_secret=SECRET, base_url=url, timeout_seconds=0.3, sleep=sleep
+    )
+    created = await adapter.create_session(session_request())
+
+    slow = {"api_latency": {"seconds": 1.0, "count": 1, "path_prefix": "/pis/v2/payments"}}
+    assert (await http.post(f"{url}/_sim/faults", json=slow)).status_code == 200
+    snapshot = await adapter.get_payment(created.provider_session_id)  # first try times out, second answers
+    assert snapshot.status is OrderStatus.AWAITING_PAYMENT
+    assert len(delays) == 1
+
+    slow = {"api_latency": {"seconds": 1.0, "count": 1, "path_prefix": "/pis/v2/connect"}}
+    assert (await http.post(f"{url}/_sim/faults", json=slow)).status_code == 200
+    with pytest.raises(ProviderError) as info:
+        await adapter.create_session(session_request())
+    assert (info.value.code, info.value.retryable) == ("network_error", True)
+    assert "ReadTimeout" in str(info.value)
+    connects = (await http.get(f"{url}/_sim/requests", params={"path_prefix": "/pis/v2/connect"})).json()
+    assert len(connects["requests"]) == 2  # the first session, then the slow one: never sent twice
