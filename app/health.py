@@ -24,7 +24,10 @@ async def readyz(request: Request) -> JSONResponse:
     expected = head_revision()
     try:
         async with request.app.state.engine.connect() as conn:
-            current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+            has_table = (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar()
+            current = None
+            if has_table is not None:
+                current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
     except Exception as exc:  # any failure to reach or read the database means "not ready"
         body = {"status": "unavailable", "database": "unreachable", "detail": type(exc).__name__}
         return JSONResponse(body, status_code=503)

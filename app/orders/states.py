@@ -27,8 +27,10 @@ FINAL = frozenset({OrderStatus.PAID, OrderStatus.CANCELLED, OrderStatus.REFUNDED
 # States from which the shopper may open a new payment session.
 RETRYABLE = frozenset({OrderStatus.PENDING, OrderStatus.FAILED, OrderStatus.EXPIRED})
 
-# Forward-only rank for payment progress. A move is allowed when it goes up in rank; the two
-# exceptions are spelled out in ALLOWED below.
+# Forward-only rank for payment progress, used to spot a provider regressing after payment.
+# ALLOWED below is the authority on moves: it goes up in rank except for three moves back,
+# failed -> awaiting_payment / processing and expired -> awaiting_payment (a new session, or the
+# provider retrying the same one).
 RANK: dict[OrderStatus, int] = {
     OrderStatus.PENDING: 0,
     OrderStatus.AWAITING_PAYMENT: 1,

@@ -60,14 +60,15 @@ async def create_payment_session(
         )
         return (201 if created else 200), service.session_view(session)
 
-    status, payload, _ = await idempotent(
+    status, payload, replayed = await idempotent(
         db,
         scope=f"payment-session:{order.id}",
         key=idempotency_key,
         fingerprint=fingerprint_of(str(order.id), options.model_dump()),
         handler=open_it,
     )
-    return JSONResponse(payload, status_code=status)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(payload, status_code=status, headers=headers)
 
 
 def _storefront_redirect(storefront_url: str, **params: str) -> str:

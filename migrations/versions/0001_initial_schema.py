@@ -49,6 +49,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('reference', name=op.f('uq_orders_reference'))
     )
     op.create_index(op.f('ix_orders_status'), 'orders', ['status'], unique=False)
+    op.create_index('ix_orders_created_at_id', 'orders', ['created_at', 'id'], unique=False)
     op.create_table('products',
     sa.Column('sku', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -159,6 +160,7 @@ def downgrade() -> None:
     op.drop_table('provider_events')
     op.drop_table('products')
     op.drop_index(op.f('ix_orders_status'), table_name='orders')
+    op.drop_index('ix_orders_created_at_id', table_name='orders')
     op.drop_table('orders')
     op.drop_table('idempotency_keys')
     # ### end Alembic commands ###

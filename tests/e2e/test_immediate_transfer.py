@@ -241,3 +241,46 @@ async def test_strict_provider_accepts_every_signed_request(stack_factory: Stack
     for call in api_calls:
         assert call["signed"] and call["verified"], call
         assert call["status_code"] < 400, call
+
+
+async def test_payment_session_idempotency_key(stack: Stack) -> None:
+    order = await stack.create_order()
+    headers = {"Authorization": f"Bearer {order['access_token']}", "Idempotency-Key": "pay-once-123"}
+    url = f"{stack.service_url}/orders/{order['id']}/payment-session"
+    first = await stack.http.post(url, headers=headers, json={"language": "fr"})
+    again = await stack.http.post(url, headers=headers, json={"language": "fr"})
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = await stack.http.post(url, headers=headers, json={"language": "de"})
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert await stack.count(PaymentSession) == 1
+
+
+async def test_payment_session_needs_the_orders_own_token(stack: Stack) -> None:
+    order = await stack.create_order()
+    other = await stack.create_order()
+    before = await stack.table_counts()
+    for headers in (
+        {},
+        {"Authorization": f"Bearer {other['access_token']}"},
+        {"Authorization": "Bearer nope"},
+    ):
+        response = await stack.http.post(
+            f"{stack.service_url}/orders/{order['id']}/payment-session", headers=headers, json={}
+        )
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+    bad = await stack.open_session(order, bank_id="not a bank id!")
+    assert bad.status_code == 422
+    assert await stack.table_counts() == before
+    assert await stack.api_requests() == []  # nothing reached the provider
+
+
+async def test_paid_order_cannot_open_another_session(stack: Stack) -> None:
+    order, session = await stack.paying_order()
+    await stack.follow_callback(await stack.complete(session["provider_session_id"], "confirm"))
+    again = await stack.open_session(order)
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "order_not_payable"

@@ -122,8 +122,6 @@ def verify_per_contract(public_key: rsa.RSAPublicKey, request: httpx.Request) ->
         ("273", "EUR", "273.00"),
         ("0.01", "GBP", "0.01"),
         ("550.60", "PLN", "550.60"),
-        ("1000", "JPY", "1000"),
-        ("1.234", "KWD", "1.234"),
         ("12345678.9", "EUR", "12345678.90"),
     ],
 )
@@ -132,7 +130,8 @@ def test_amounts_carry_exactly_the_currency_minor_digits(amount: str, currency: 
 
 
 @pytest.mark.parametrize(
-    ("amount", "currency"), [("1.005", "EUR"), ("0", "EUR"), ("-1", "EUR"), ("1.5", "JPY"), ("NaN", "EUR")]
+    ("amount", "currency"),
+    [("1.005", "EUR"), ("0", "EUR"), ("-1", "EUR"), ("1.5", "JPY"), ("NaN", "EUR"), ("10", "XXX")],
 )
 def test_amounts_that_cannot_be_sent(amount: str, currency: str) -> None:
     with pytest.raises(ValueError):

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from app import money
 from app.logging_setup import get_logger
 from app.orders.states import OrderStatus
 from app.providers.base import (
@@ -49,11 +50,6 @@ PAYMENTS_PATH = "/pis/v2/payments"
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 AUTO_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
-# ISO 4217 minor units for the currencies that do not use two decimals; everything else has two.
-_ZERO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
-_THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND"
-_MINOR_DIGITS = {**dict.fromkeys(_ZERO_DECIMALS.split(), 0), **dict.fromkeys(_THREE_DECIMALS.split(), 3)}
-
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _STATUS_NAMES = {
@@ -73,14 +69,9 @@ _MAX_STATE_LENGTH = 512
 
 def format_amount(amount: Decimal, currency: str) -> str:
     """The decimal string Fintecture wants, with exactly the currency's minor digits ('273.50')."""
-    digits = _MINOR_DIGITS.get(currency.upper(), 2)
     if not amount.is_finite() or amount <= 0:
         raise ValueError("amount must be a positive finite number")
-    quantum = Decimal(1).scaleb(-digits)
-    quantised = amount.quantize(quantum)
-    if quantised != amount:
-        raise ValueError(f"amount has more decimals than {currency} allows ({digits})")
-    return format(quantised, "f")
+    return money.format_amount(money.to_minor_units(amount, currency.upper()), currency.upper())
 
 
 def parse_amount(value: object) -> Decimal | None:
