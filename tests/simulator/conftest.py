@@ -8,6 +8,9 @@ status codes a test asks for.
 from __future__ import annotations
 
 import base64
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -248,6 +252,34 @@ class Harness:
         return deliveries
 
 
+def local_socket() -> tuple[socket.socket, str]:
+    """A listening address on 127.0.0.1 with a free port, and its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+class LiveServer:
+    """An ASGI app under uvicorn in a thread, on a socket bound beforehand; stopped on exit."""
+
+    def __init__(self, app: Any, sock: socket.socket) -> None:
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the simulator did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
 SimFactory = Callable[..., AbstractAsyncContextManager[Harness]]
 
 
@@ -265,8 +297,11 @@ def make_sim(merchants: dict[str, Merchant]) -> SimFactory:
             ],
             public_url=PUBLIC_URL,
             clock=clock,
-            webhook_transport=httpx.ASGITransport(app=receiver),
-            **{"webhook_retry_base_delay": 10.0, **overrides},
+            **{
+                "webhook_retry_base_delay": 10.0,
+                "webhook_transport": httpx.ASGITransport(app=receiver),
+                **overrides,
+            },
         )
         app = create_app(config)
         async with app.router.lifespan_context(app):

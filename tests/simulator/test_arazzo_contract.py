@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,43 +16,20 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from arazzo_runner import ArazzoRunner
 from arazzo_runner.models import WorkflowExecutionStatus
-from fastapi import FastAPI
 
 from simulator.app import create_app
 from simulator.config import SimulatorConfig
-from tests.simulator.conftest import Merchant, app_config
+from tests.simulator.conftest import LiveServer, Merchant, app_config, local_socket
 
 WORKFLOW = Path(__file__).parent.parent / "fixtures" / "arazzo" / "fintecture-token-then-payment-workflow.yml"
 
 
-class LiveServer:
-    def __init__(self, app: FastAPI, sock: socket.socket) -> None:
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the simulator did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-
-
 @pytest.fixture
 def live_simulator(merchants: dict[str, Merchant]) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock, base_url = local_socket()
     app_settings = app_config(merchants["lenient"])
     app_settings.webhook_url = None
     app = create_app(SimulatorConfig(applications=[app_settings], public_url=base_url))

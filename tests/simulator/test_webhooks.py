@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qsl
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from simulator.clock import SystemClock
-from tests.simulator.conftest import START, Harness, SimFactory
+from tests.simulator.conftest import START, Harness, LiveServer, SimFactory, local_socket
 from tests.simulator.contract import WebhookRejected, verify_webhook
 
 
@@ -190,3 +193,33 @@ async def test_apps_without_a_webhook_url_get_none(make_sim: SimFactory) -> None
         await sim.complete(session_id, "confirm")
         await sim.flush()
         assert sim.receiver.received == [] and await sim.deliveries() == []
+
+
+async def test_a_receiver_that_times_out_is_retried(make_sim: SimFactory) -> None:
+    """A live receiver on 127.0.0.1 that answers too late the first time."""
+    calls: list[float] = []
+
+    async def slow_then_fast(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            await asyncio.sleep(1.0)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sock, base_url = local_socket()
+    with LiveServer(slow_then_fast, sock):
+        async with make_sim(webhook_timeout_seconds=0.2, webhook_transport=None) as sim:
+            sim.config.applications[0].webhook_url = f"{base_url}/webhook"
+            session_id = (await sim.connect())["meta"]["session_id"]
+            await sim.complete(session_id, "confirm")
+            await sim.flush()
+            await sim.advance(10)
+            await sim.flush()
+            [delivery] = await sim.deliveries(session_id=session_id)
+    sock.close()
+    first, second = delivery["attempts"]
+    assert first["status_code"] is None and "Timeout" in first["error"]
+    assert second["status_code"] == 200 and delivery["state"] == "delivered"
+    assert len(calls) == 2
