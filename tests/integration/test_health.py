@@ -105,7 +105,8 @@ async def test_readyz_is_503_on_a_database_never_migrated(server_url: str) -> No
     async with _scratch_database(server_url) as url, _client_for(url) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
-    assert response.json()["status"] == "unavailable"
+    body = response.json()
+    assert (body["status"], body["database"], body["migration"]) == ("unavailable", "not migrated", None)
 
 
 async def test_readyz_is_503_when_migrations_are_behind(server_url: str) -> None:
