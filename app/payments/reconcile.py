@@ -39,13 +39,9 @@ class ApplyResult:
     stale: bool = False
 
 
-async def lock_order_and_session(
-    db: AsyncSession, payment_session_id: uuid.UUID
-) -> tuple[Order, PaymentSession]:
-    order_id = await db.scalar(select(PaymentSession.order_id).where(PaymentSession.id == payment_session_id))
-    if order_id is None:
-        raise LookupError(f"payment session {payment_session_id} not found")
-    order = (
+async def lock_order(db: AsyncSession, order_id: uuid.UUID) -> Order:
+    """The order row, locked for this transaction and re-read (another writer may just have committed)."""
+    return (
         await db.execute(
             select(Order)
             .where(Order.id == order_id)
@@ -53,6 +49,15 @@ async def lock_order_and_session(
             .execution_options(populate_existing=True)
         )
     ).scalar_one()
+
+
+async def lock_order_and_session(
+    db: AsyncSession, payment_session_id: uuid.UUID
+) -> tuple[Order, PaymentSession]:
+    order_id = await db.scalar(select(PaymentSession.order_id).where(PaymentSession.id == payment_session_id))
+    if order_id is None:
+        raise LookupError(f"payment session {payment_session_id} not found")
+    order = await lock_order(db, order_id)
     session = (
         await db.execute(
             select(PaymentSession)

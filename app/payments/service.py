@@ -66,17 +66,6 @@ def session_view(session: PaymentSession) -> dict[str, Any]:
     }
 
 
-async def _lock_order(db: AsyncSession, order_id: uuid.UUID) -> Order:
-    return (
-        await db.execute(
-            select(Order)
-            .where(Order.id == order_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one()
-
-
 async def open_session(
     db: AsyncSession,
     order_id: uuid.UUID,
@@ -85,7 +74,7 @@ async def open_session(
     options: SessionOptions,
 ) -> tuple[PaymentSession, bool]:
     """The order's open session, or a new one; the flag says whether it was opened now."""
-    order = await _lock_order(db, order_id)
+    order = await reconcile.lock_order(db, order_id)
     now = utcnow()
     open_session_row = await db.scalar(
         select(PaymentSession)

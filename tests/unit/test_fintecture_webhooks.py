@@ -11,6 +11,7 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from app.providers.base import WebhookHint, WebhookRejected
 from app.providers.fintecture.client import FintectureProvider
 from app.providers.fintecture.webhooks import verify_webhook
+from tests.support.fintecture import build_delivery as contract_delivery
+from tests.support.fintecture import oaep_sha1
 
 APP_ID = "2dfdcf57-5b2f-4309-846f-913d0b2802cf"
 NOW = datetime(2026, 11, 21, 4, 58, 45, tzinfo=UTC)
@@ -40,11 +43,6 @@ def other_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def oaep_sha1() -> padding.OAEP:
-    sha1 = hashes.SHA1()  # noqa: S303 - the provider's scheme
-    return padding.OAEP(mgf=padding.MGF1(algorithm=sha1), algorithm=sha1, label=None)
-
-
 def build_delivery(
     public_key: rsa.RSAPublicKey,
     body: bytes = FORM_BODY,
@@ -52,25 +50,10 @@ def build_delivery(
     date: datetime = NOW,
     request_id: str = "91ef93bd-1f4c-4f8e-9a51-2f1f8c4d9b11",
     key_id: str = APP_ID,
-    content_type: str = "application/x-www-form-urlencoded",
-    signed_names: tuple[str, ...] = ("date", "digest", "x-request-id"),
-    oaep: padding.OAEP | None = None,
+    **options: Any,
 ) -> dict[str, str]:
-    """Headers as Fintecture sends them: plaintext of the listed headers, OAEP-encrypted, base64."""
-    headers = {
-        "Date": format_datetime(date, usegmt=True),
-        "Digest": "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode(),
-        "X-Request-ID": request_id,
-        "Content-Type": content_type,
-    }
-    by_name = {name.lower(): value for name, value in headers.items()}
-    plaintext = "\n".join(f"{name}: {by_name[name]}" for name in signed_names).encode()
-    ciphertext = public_key.encrypt(plaintext, oaep or oaep_sha1())
-    headers["Signature"] = (
-        f'keyId="{key_id}",algorithm="rsa-sha256",headers="{" ".join(signed_names)}",'
-        f'signature="{base64.b64encode(ciphertext).decode()}"'
-    )
-    return headers
+    """The documented delivery (tests/support/fintecture.py), with this module's defaults."""
+    return contract_delivery(public_key, body, date=date, request_id=request_id, key_id=key_id, **options)
 
 
 def verify(
