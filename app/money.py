@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 
 # ISO 4217 code -> number of minor-unit digits. The providers we speak to take these.
 CURRENCY_EXPONENTS: dict[str, int] = {"EUR": 2, "GBP": 2, "PLN": 2}
@@ -22,10 +22,12 @@ def to_decimal(minor_units: int, currency: str) -> Decimal:
 
 def to_minor_units(amount: Decimal, currency: str) -> int:
     """Decimal("123.45"), "EUR" -> 12345; raises ValueError for sub-minor precision."""
+    if not amount.is_finite():
+        raise ValueError(f"{amount} is not an amount of money")
     try:
         scaled = amount.scaleb(exponent(currency))
         exact = scaled == scaled.to_integral_value()
-    except InvalidOperation:
+    except DecimalException:  # NaN, infinities, exponents too large to scale
         exact = False
     if not exact:
         raise ValueError(f"{amount} is not a whole number of {currency} minor units")

@@ -87,9 +87,14 @@ async def process_one(
             if session is None:
                 # The webhook can overtake our own commit of the session; try again later.
                 raise LookupError(f"no payment session {event.provider_session_id!r} yet")
-            await sync_session(db, session, providers, source=Source.WEBHOOK)
-        except (LookupError, ProviderError) as exc:
-            event.last_error = str(exc)[:500]
+            # A savepoint, so a failure inside still lets us record it on the event row.
+            async with db.begin_nested():
+                await sync_session(db, session, providers, source=Source.WEBHOOK)
+        except Exception as exc:  # any failure: keep the row, back off, never block the inbox
+            expected = isinstance(exc, (LookupError, ProviderError))
+            event.last_error = (str(exc) if expected else f"{type(exc).__name__}: {exc}")[:500]
+            if not expected:
+                log.exception("webhook_event_failed", event_id=event.id)
             if event.attempts >= max_attempts:
                 event.outcome = "gave_up"
                 event.processed_at = utcnow()

@@ -21,6 +21,8 @@ from app.money import to_minor_units
 from app.orders.states import RANK, OrderStatus, can_move
 from app.providers.base import PaymentSnapshot
 
+PAID_FAMILY = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+
 
 class Source:
     API = "api"
@@ -112,6 +114,15 @@ def _money_mismatch(session: PaymentSession, snapshot: PaymentSnapshot) -> str |
     return None
 
 
+async def _session_that_paid(db: AsyncSession, order_id: uuid.UUID) -> uuid.UUID | None:
+    return await db.scalar(
+        select(OrderTransition.payment_session_id)
+        .where(OrderTransition.order_id == order_id, OrderTransition.to_status == OrderStatus.PAID.value)
+        .order_by(OrderTransition.id.desc())
+        .limit(1)
+    )
+
+
 async def _latest_session_id(db: AsyncSession, order_id: uuid.UUID) -> uuid.UUID | None:
     return await db.scalar(
         select(PaymentSession.id)
@@ -138,18 +149,7 @@ async def apply(
     """
     order, session = await lock_order_and_session(db, payment_session_id)
     current_session = OrderStatus(session.status)
-    if session.snapshot_observed_at is not None and observed_at < session.snapshot_observed_at:
-        # A slower request finished after a newer answer was applied: nothing new in it.
-        return ApplyResult(OrderStatus(order.status), current_session, order_changed=False, stale=True)
-
-    session.provider_status = snapshot.raw_status
-    session.transfer_state = snapshot.transfer_state
-    session.provider_customer_id = snapshot.customer_id or session.provider_customer_id
-    session.bank_provider = snapshot.bank_id or session.bank_provider
-    session.snapshot_observed_at = observed_at
-    session.last_synced_at = max(observed_at, session.last_synced_at or observed_at)
-    session.sync_attempts = 0
-    session.last_sync_error = None
+    order_status = OrderStatus(order.status)
 
     target = override or snapshot.status
     reason = override_reason or snapshot.review_reason
@@ -157,30 +157,51 @@ async def apply(
         mismatch = _money_mismatch(session, snapshot)
         if mismatch:
             target, reason = OrderStatus.NEEDS_REVIEW, mismatch
-    if current_session in (OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED) and (
-        RANK[target] < RANK[current_session]
+
+    # An answer requested before the one already applied may still carry news (its request was
+    # slow, e.g. retried): keep it only when it moves the session strictly forward.
+    stale = session.snapshot_observed_at is not None and observed_at < session.snapshot_observed_at
+    if stale and not (RANK[target] > RANK[current_session] and can_move(current_session, target)):
+        return ApplyResult(order_status, current_session, order_changed=False, stale=True)
+
+    if not stale:
+        session.provider_status = snapshot.raw_status
+        session.transfer_state = snapshot.transfer_state
+        session.snapshot_observed_at = observed_at
+    session.provider_customer_id = snapshot.customer_id or session.provider_customer_id
+    session.bank_provider = snapshot.bank_id or session.bank_provider
+    session.last_synced_at = max(observed_at, session.last_synced_at or observed_at)
+    session.sync_attempts = 0
+    session.last_sync_error = None
+
+    if (
+        current_session in PAID_FAMILY
+        and target not in PAID_FAMILY
+        and target is not OrderStatus.NEEDS_REVIEW
     ):
-        # The provider itself now says something less than paid about a paid session.
+        # The provider itself now says something other than paid about a paid session.
         target = OrderStatus.NEEDS_REVIEW
         reason = f"provider regression after {current_session.value}: {snapshot.raw_status}"
+    if current_session is OrderStatus.EXPIRED and target is OrderStatus.AWAITING_PAYMENT:
+        # Expired locally while the provider still shows the session open: stays expired (a
+        # payment on it still moves to paid). Going back to awaiting is for a new session only.
+        target = OrderStatus.EXPIRED
 
     if can_move(current_session, target):
         session.status = target.value
 
-    order_changed = False
-    order_status = OrderStatus(order.status)
-    if target is OrderStatus.PAID and order_status is OrderStatus.PAID:
-        latest_paid_by_other = await db.scalar(
-            select(OrderTransition.payment_session_id)
-            .where(OrderTransition.order_id == order.id, OrderTransition.to_status == OrderStatus.PAID.value)
-            .order_by(OrderTransition.id.desc())
-            .limit(1)
-        )
-        if latest_paid_by_other is not None and latest_paid_by_other != session.id:
+    if target is OrderStatus.PAID and not can_move(order_status, OrderStatus.PAID):
+        paid_by = await _session_that_paid(db, order.id)
+        if paid_by == session.id:
+            target = order_status  # this payment is already counted
+        elif order_status in PAID_FAMILY:
             target, reason = OrderStatus.NEEDS_REVIEW, "order paid twice, by two payment sessions"
+        else:
+            target, reason = OrderStatus.NEEDS_REVIEW, f"payment received on a {order_status.value} order"
     drives_order = target in (OrderStatus.PAID, OrderStatus.NEEDS_REVIEW) or (
         await _latest_session_id(db, order.id) == session.id
     )
+    order_changed = False
     if drives_order and can_move(order_status, target):
         record_transition(db, order, target, source=source, session=session, reason=reason)
         order_changed = True

@@ -6,6 +6,7 @@ Provider calls never run while this module holds an order or session row lock, e
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ log = get_logger(__name__)
 
 # Sessions in these states may still receive the payer; a double click gets the same one back.
 OPEN_STATUSES = (OrderStatus.AWAITING_PAYMENT.value, OrderStatus.PROCESSING.value)
+# How long the payer's browser waits for the provider's answer on return before seeing "processing".
+CALLBACK_SYNC_SECONDS = 8.0
 # How long past a session's expiry the provider may still report it open before we expire it.
 EXPIRY_GRACE = timedelta(minutes=5)
 
@@ -235,12 +238,14 @@ async def handle_callback(
         session.provider_session_id.encode(), provider_session_id.encode()
     ):
         raise CallbackRejected("this payment link does not match a payment we started")
+    order_id = session.order_id
     try:
-        result = await sync_session(db, session, providers, source=Source.CALLBACK)
-    except ProviderError as exc:
-        # The webhook or the sweeper finishes the job; the payer sees "processing" meanwhile.
-        log.warning("callback_sync_failed", session_id=str(session.id), error=str(exc))
-        order_status = await db.scalar(select(Order.status).where(Order.id == session.order_id))
-        shown = order_status if order_status in (OrderStatus.PAID.value,) else OrderStatus.PROCESSING.value
-        return CallbackOutcome(session.order_id, shown)
+        async with asyncio.timeout(CALLBACK_SYNC_SECONDS), db.begin_nested():
+            result = await sync_session(db, session, providers, source=Source.CALLBACK)
+    except Exception as exc:  # the payer never sees a 500
+        # The webhook or the sweeper finishes the job; meanwhile show what we know.
+        log.warning("callback_sync_failed", session_id=str(session.id), error=f"{type(exc).__name__}: {exc}")
+        order_status = await db.scalar(select(Order.status).where(Order.id == order_id))
+        shown = order_status if order_status not in (*OPEN_STATUSES, OrderStatus.PENDING.value) else None
+        return CallbackOutcome(order_id, shown or OrderStatus.PROCESSING.value)
     return CallbackOutcome(session.order_id, result.order_status.value)

@@ -80,10 +80,11 @@ async def sweep(
                     continue
                 outcome = await sync_session(db, session, providers, source=Source.POLL, expire_if_stale=True)
                 result.changed += int(outcome.order_changed)
-        except ProviderError as exc:
+        except Exception as exc:  # one bad session must not stop the pass
             result.errors += 1
-            await _record_sync_error(sessionmaker, session_id, str(exc))
-            log.warning("sweeper_sync_failed", session_id=str(session_id), error=str(exc))
+            error = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+            await _record_sync_error(sessionmaker, session_id, error)
+            log.warning("sweeper_sync_failed", session_id=str(session_id), error=error)
     return result
 
 

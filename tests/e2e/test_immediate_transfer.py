@@ -231,6 +231,7 @@ async def test_strict_provider_accepts_every_signed_request(stack_factory: Stack
     _order, session = await stack.paying_order()
     back = await stack.complete(session["provider_session_id"], "confirm")
     assert query_of((await stack.follow_callback(back)).headers["location"])["status"] == "paid"
+    await stack.settle()  # the webhook worker's own reads have finished too
     api_calls = await stack.api_requests()
     paths = {call["path"] for call in api_calls}
     assert {

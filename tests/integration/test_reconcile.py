@@ -241,3 +241,75 @@ async def test_concurrent_applies_make_exactly_one_transition(
             select(func.count()).select_from(OrderTransition).where(OrderTransition.order_id == order_id)
         )
     assert count == 1
+
+
+async def test_cancelled_after_paid_is_a_regression_for_review(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    order_id, [sid] = await make_order(sessionmaker)
+    await apply(
+        sessionmaker,
+        sid,
+        await snapshot_for(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed"),
+    )
+    await apply(
+        sessionmaker, sid, await snapshot_for(sessionmaker, sid, OrderStatus.CANCELLED, "payment_cancelled")
+    )
+    async with sessionmaker() as db:
+        order = await db.get(Order, order_id)
+        assert order is not None
+        assert order.status == "needs_review"
+        assert order.review_reason == "provider regression after paid: payment_cancelled"
+
+
+async def test_payment_on_a_cancelled_order_is_flagged(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    order_id, [old, new] = await make_order(sessionmaker, sessions=2)
+    await apply(
+        sessionmaker, new, await snapshot_for(sessionmaker, new, OrderStatus.CANCELLED, "payment_cancelled")
+    )
+    assert (await order_state(sessionmaker, order_id))[0] == "cancelled"
+    await apply(
+        sessionmaker,
+        old,
+        await snapshot_for(sessionmaker, old, OrderStatus.PAID, "payment_created", "completed"),
+    )
+    async with sessionmaker() as db:
+        order = await db.get(Order, order_id)
+        assert order is not None
+        assert order.status == "needs_review"
+        assert order.review_reason == "payment received on a cancelled order"
+
+
+async def test_locally_expired_session_does_not_reopen_but_can_still_be_paid(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    order_id, [sid] = await make_order(sessionmaker)
+    still_open = await snapshot_for(sessionmaker, sid, OrderStatus.AWAITING_PAYMENT, "provider_required")
+    async with transaction(sessionmaker) as db:
+        await reconcile.apply(
+            db, sid, still_open, source="poll", observed_at=datetime.now(UTC), override=OrderStatus.EXPIRED
+        )
+    await apply(sessionmaker, sid, still_open, source="webhook")  # the provider still shows it open
+    assert (await order_state(sessionmaker, order_id))[0] == "expired"
+    await apply(
+        sessionmaker,
+        sid,
+        await snapshot_for(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed"),
+    )
+    status, transitions = await order_state(sessionmaker, order_id)
+    assert status == "paid"
+    assert [t[1] for t in transitions] == ["expired", "paid"]
+
+
+async def test_slow_answer_that_moves_forward_is_kept(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """A read that was retried for a while returns after a quicker, older-news read was applied."""
+    order_id, [sid] = await make_order(sessionmaker)
+    t0 = datetime.now(UTC)
+    pending = await snapshot_for(sessionmaker, sid, OrderStatus.PROCESSING, "payment_pending", "pending")
+    paid = await snapshot_for(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed")
+    await apply(sessionmaker, sid, pending, at=t0 + timedelta(seconds=5))
+    result = await apply(sessionmaker, sid, paid, at=t0)  # requested earlier, answered later
+    assert result.order_changed
+    assert (await order_state(sessionmaker, order_id))[0] == "paid"

@@ -259,6 +259,13 @@ def test_key_id_mismatch(merchant_key: rsa.RSAPrivateKey) -> None:
     assert rejected(merchant_key, headers) == "Signature keyId is not this application"
 
 
+def test_key_id_missing(merchant_key: rsa.RSAPrivateKey) -> None:
+    headers = build_delivery(merchant_key.public_key())
+    headers["Signature"] = headers["Signature"].replace(f'keyId="{APP_ID}",', "")
+    assert "keyId" not in headers["Signature"]
+    assert rejected(merchant_key, headers) == "Signature keyId is not this application"
+
+
 def test_signature_that_does_not_cover_the_digest(merchant_key: rsa.RSAPrivateKey) -> None:
     headers = build_delivery(merchant_key.public_key(), signed_names=("date", "x-request-id"))
     assert rejected(merchant_key, headers) == "Signature does not cover date, digest and x-request-id"

@@ -124,7 +124,7 @@ def verify_webhook(
         raise WebhookRejected(str(exc)) from None
     if "signature" not in params or not params["signature"]:
         raise WebhookRejected("Signature header has no signature")
-    if "keyid" in params and params["keyid"] != app_id:
+    if params.get("keyid") != app_id:  # the provider always names the application it signs for
         raise WebhookRejected("Signature keyId is not this application")
     if "algorithm" in params and params["algorithm"].lower() != SIGNATURE_ALGORITHM:
         raise WebhookRejected("unsupported Signature algorithm")
