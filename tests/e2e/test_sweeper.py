@@ -6,10 +6,10 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, text, update
 
 from app.db import create_engine, create_sessionmaker
-from app.models import PaymentSession
+from app.models import PaymentSession, ProviderEvent
 from app.payments.workers import PaymentWorkers
 from tests.e2e.conftest import Stack, StackFactory
 
@@ -90,3 +90,53 @@ async def test_provider_errors_are_recorded_and_retried_next_pass(stack: Stack) 
     await stack.faults(api_error={"status": 500, "count": 0})
     await stack.sweep()
     assert await stack.order_status(order["id"]) == "paid"
+
+
+async def test_one_failing_event_blocks_neither_the_inbox_nor_the_sweeper(
+    stack_factory: StackFactory,
+) -> None:
+    """A database failure while applying one order's payment (here a trigger refusing updates to that
+    order) is recorded on its inbox row and retried; every other event and session goes through."""
+    stack = await stack_factory(workers_enabled=False)
+    (stuck, stuck_session), (fine, fine_session) = await stack.paying_order(), await stack.paying_order()
+    async with stack.sessionmaker() as db, db.begin():
+        await db.execute(
+            text(
+                "CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'order % is read-only', OLD.reference; END $$"
+            )
+        )
+        await db.execute(
+            text(
+                "CREATE TRIGGER refuse_update BEFORE UPDATE ON orders FOR EACH ROW "
+                f"WHEN (OLD.id = '{stuck['id']}') EXECUTE FUNCTION refuse_update()"
+            )
+        )
+    try:
+        for session in (stuck_session, fine_session):  # the stuck order's event is the older one
+            await stack.drive(session["provider_session_id"], "payment_created", "completed")
+        await stack.flush_webhooks()
+        drained = await stack.service.state.workers.drain_inbox()
+        assert (drained.applied, drained.retried) == (1, 1)
+        assert await stack.order_status(fine["id"]) == "paid"
+        assert await stack.order_status(stuck["id"]) == "awaiting_payment"
+        async with stack.sessionmaker() as db:
+            event = await db.scalar(
+                select(ProviderEvent).where(
+                    ProviderEvent.provider_session_id == stuck_session["provider_session_id"]
+                )
+            )
+            assert event is not None and event.processed_at is None and event.attempts == 1
+            assert "read-only" in (event.last_error or "")
+
+        swept = await stack.service.state.workers.sweep()  # the sweeper records it and carries on
+        assert swept.errors == 1
+    finally:
+        async with stack.sessionmaker() as db, db.begin():
+            await db.execute(text("DROP TRIGGER refuse_update ON orders"))
+            await db.execute(text("DROP FUNCTION refuse_update()"))
+
+    async with stack.sessionmaker() as db, db.begin():
+        await db.execute(update(ProviderEvent).values(next_attempt_at=datetime.now(UTC)))
+    await stack.settle()
+    assert await stack.order_status(stuck["id"]) == "paid"
