@@ -98,6 +98,23 @@ async def apply(
         return await reconcile.apply(db, session_id, snap, source=source, observed_at=at or datetime.now(UTC))
 
 
+async def apply_status(
+    sm: async_sessionmaker[AsyncSession],
+    session_id: uuid.UUID,
+    status: OrderStatus,
+    raw: str,
+    transfer: str | None = None,
+) -> reconcile.ApplyResult:
+    return await apply(sm, session_id, await snapshot_for(sm, session_id, status, raw, transfer))
+
+
+async def review(sm: async_sessionmaker[AsyncSession], order_id: uuid.UUID) -> tuple[str, str | None]:
+    async with sm() as db:
+        order = await db.get(Order, order_id)
+        assert order is not None
+        return order.status, order.review_reason
+
+
 async def order_state(
     sm: async_sessionmaker[AsyncSession], order_id: uuid.UUID
 ) -> tuple[str, list[tuple[str | None, str, str]]]:
@@ -177,16 +194,8 @@ async def test_failed_then_late_success_on_same_session_is_paid(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     order_id, [sid] = await make_order(sessionmaker)
-    await apply(
-        sessionmaker,
-        sid,
-        await snapshot_for(sessionmaker, sid, OrderStatus.FAILED, "payment_unsuccessful", "rejected"),
-    )
-    await apply(
-        sessionmaker,
-        sid,
-        await snapshot_for(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed"),
-    )
+    await apply_status(sessionmaker, sid, OrderStatus.FAILED, "payment_unsuccessful", "rejected")
+    await apply_status(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed")
     status, transitions = await order_state(sessionmaker, order_id)
     assert status == "paid"
     assert [t[1] for t in transitions] == ["failed", "paid"]
@@ -200,31 +209,18 @@ async def test_old_session_failing_does_not_touch_order_driven_by_newer_session(
         sessionmaker, old, await snapshot_for(sessionmaker, old, OrderStatus.EXPIRED, "payment_expired")
     )
     assert (await order_state(sessionmaker, order_id))[0] == "awaiting_payment"
-    await apply(
-        sessionmaker,
-        new,
-        await snapshot_for(sessionmaker, new, OrderStatus.PAID, "payment_created", "completed"),
-    )
+    await apply_status(sessionmaker, new, OrderStatus.PAID, "payment_created", "completed")
     assert (await order_state(sessionmaker, order_id))[0] == "paid"
 
 
 async def test_two_sessions_both_paid_is_flagged(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     order_id, [first, second] = await make_order(sessionmaker, sessions=2)
-    await apply(
-        sessionmaker,
-        first,
-        await snapshot_for(sessionmaker, first, OrderStatus.PAID, "payment_created", "completed"),
+    await apply_status(sessionmaker, first, OrderStatus.PAID, "payment_created", "completed")
+    await apply_status(sessionmaker, second, OrderStatus.PAID, "payment_created", "completed")
+    assert await review(sessionmaker, order_id) == (
+        "needs_review",
+        "order paid twice, by two payment sessions",
     )
-    await apply(
-        sessionmaker,
-        second,
-        await snapshot_for(sessionmaker, second, OrderStatus.PAID, "payment_created", "completed"),
-    )
-    async with sessionmaker() as db:
-        order = await db.get(Order, order_id)
-        assert order is not None
-        assert order.status == "needs_review"
-        assert order.review_reason == "order paid twice, by two payment sessions"
 
 
 async def test_concurrent_applies_make_exactly_one_transition(
@@ -247,19 +243,14 @@ async def test_cancelled_after_paid_is_a_regression_for_review(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     order_id, [sid] = await make_order(sessionmaker)
-    await apply(
-        sessionmaker,
-        sid,
-        await snapshot_for(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed"),
-    )
+    await apply_status(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed")
     await apply(
         sessionmaker, sid, await snapshot_for(sessionmaker, sid, OrderStatus.CANCELLED, "payment_cancelled")
     )
-    async with sessionmaker() as db:
-        order = await db.get(Order, order_id)
-        assert order is not None
-        assert order.status == "needs_review"
-        assert order.review_reason == "provider regression after paid: payment_cancelled"
+    assert await review(sessionmaker, order_id) == (
+        "needs_review",
+        "provider regression after paid: payment_cancelled",
+    )
 
 
 async def test_payment_on_a_cancelled_order_is_flagged(
@@ -270,16 +261,8 @@ async def test_payment_on_a_cancelled_order_is_flagged(
         sessionmaker, new, await snapshot_for(sessionmaker, new, OrderStatus.CANCELLED, "payment_cancelled")
     )
     assert (await order_state(sessionmaker, order_id))[0] == "cancelled"
-    await apply(
-        sessionmaker,
-        old,
-        await snapshot_for(sessionmaker, old, OrderStatus.PAID, "payment_created", "completed"),
-    )
-    async with sessionmaker() as db:
-        order = await db.get(Order, order_id)
-        assert order is not None
-        assert order.status == "needs_review"
-        assert order.review_reason == "payment received on a cancelled order"
+    await apply_status(sessionmaker, old, OrderStatus.PAID, "payment_created", "completed")
+    assert await review(sessionmaker, order_id) == ("needs_review", "payment received on a cancelled order")
 
 
 async def test_locally_expired_session_does_not_reopen_but_can_still_be_paid(
@@ -293,11 +276,7 @@ async def test_locally_expired_session_does_not_reopen_but_can_still_be_paid(
         )
     await apply(sessionmaker, sid, still_open, source="webhook")  # the provider still shows it open
     assert (await order_state(sessionmaker, order_id))[0] == "expired"
-    await apply(
-        sessionmaker,
-        sid,
-        await snapshot_for(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed"),
-    )
+    await apply_status(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed")
     status, transitions = await order_state(sessionmaker, order_id)
     assert status == "paid"
     assert [t[1] for t in transitions] == ["expired", "paid"]

@@ -9,41 +9,11 @@ import pytest
 from simulator.sessions import SESSION_STATUSES, TRANSFER_STATES
 from tests.simulator.conftest import ORIGIN_URI, REDIRECT_URI, Harness
 from tests.simulator.contract import verify_webhook
+from tests.support import fintecture_contract as documented
 
-# Contract §6, copied here so a status dropped from the simulator fails the test.
-DOCUMENTED_STATUSES = [
-    "session_initiated",
-    "provider_required",
-    "sca_required",
-    "payment_waiting",
-    "payment_pending",
-    "payment_created",
-    "payment_unsuccessful",
-    "payment_cancelled",
-    "payment_expired",
-    "payment_partial",
-    "payment_error",
-    "payment_unknown",
-    "order_created",
-    "iban_required",
-    "iban_received",
-]
-DOCUMENTED_TRANSFER_STATES = [
-    "completed",
-    "sent",
-    "processing",
-    "pending",
-    "authorized",
-    "accepted",
-    "received",
-    "overpaid",
-    "insufficient",
-    "rejected",
-    "initiated",
-    "blocked",
-    "cancelled",
-    "multi-signature",
-]
+# Contract §6, written out in tests/support, so a status dropped from the simulator fails here.
+DOCUMENTED_STATUSES = list(documented.SESSION_STATUSES)
+DOCUMENTED_TRANSFER_STATES = list(documented.TRANSFER_STATES)
 
 
 def test_the_simulator_knows_every_documented_value() -> None:

@@ -7,41 +7,10 @@ import pytest
 from app.orders.states import OrderStatus
 from app.providers.fintecture import statuses
 from app.providers.fintecture.statuses import map_status
+from tests.support.fintecture_contract import SESSION_STATUSES, TRANSFER_STATES
 
-# contracts/fintecture.md §6, written out here independently of the implementation.
-DOCUMENTED_SESSION_STATUSES = {
-    "session_initiated",
-    "provider_required",
-    "sca_required",
-    "payment_waiting",
-    "payment_pending",
-    "payment_created",
-    "payment_unsuccessful",
-    "payment_cancelled",
-    "payment_expired",
-    "payment_partial",
-    "payment_error",
-    "payment_unknown",
-    "order_created",
-    "iban_required",
-    "iban_received",
-}
-DOCUMENTED_TRANSFER_STATES = {
-    "completed",
-    "sent",
-    "processing",
-    "pending",
-    "authorized",
-    "accepted",
-    "received",
-    "overpaid",
-    "insufficient",
-    "rejected",
-    "initiated",
-    "blocked",
-    "cancelled",
-    "multi-signature",
-}
+DOCUMENTED_SESSION_STATUSES = set(SESSION_STATUSES)
+DOCUMENTED_TRANSFER_STATES = set(TRANSFER_STATES)
 
 A, P, S, F, C, E, R = (
     OrderStatus.AWAITING_PAYMENT,
