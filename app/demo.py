@@ -10,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 from pathlib import Path
 
 from app.config import Settings
 from app.devdb import start_embedded_postgres, with_database
 
 DEMO_APP_ID = "demo-shop"
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 async def _ensure_database(server_url: str, name: str) -> None:
@@ -145,6 +150,9 @@ def run_demo(*, host: str, port: int, simulator_port: int, data_dir: Path) -> No
         for task in done:
             task.result()
 
+    # `docker stop` and service managers send SIGTERM: exit through Python (not the default
+    # handler), so the embedded PostgreSQL is stopped on the way out, as with Ctrl-C.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         asyncio.run(serve_all())
     finally:
