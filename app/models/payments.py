@@ -4,7 +4,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Select,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,6 +54,16 @@ class PaymentSession(Timestamped, Base):
     snapshot_observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sync_attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_sync_error: Mapped[str | None] = mapped_column(Text)
+
+
+def latest_session_of(order_id: uuid.UUID) -> Select[PaymentSession]:
+    """The order's most recent payment session: the one that drives the order's open state."""
+    return (
+        select(PaymentSession)
+        .where(PaymentSession.order_id == order_id)
+        .order_by(PaymentSession.created_at.desc(), PaymentSession.id.desc())
+        .limit(1)
+    )
 
 
 class ProviderEvent(Base):

@@ -24,6 +24,7 @@ from app.catalog.service import products_by_sku
 from app.config import Settings
 from app.errors import ApiError, NotFound
 from app.models import Order, OrderLine, OrderTransition, PaymentSession
+from app.models.payments import latest_session_of
 from app.orders.schemas import OrderCreate
 from app.orders.states import OrderStatus
 
@@ -203,7 +204,7 @@ async def read_order(
     session: AsyncSession, order_id: str, bearer: str | None, settings: Settings
 ) -> OrderView:
     order = await get_order_for_bearer(session, order_id, bearer, settings)
-    payment = await latest_payment_session(session, order.id)
+    payment = await session.scalar(latest_session_of(order.id))
     transitions = None
     if is_admin(bearer, settings):
         result = await session.scalars(
@@ -211,16 +212,6 @@ async def read_order(
         )
         transitions = list(result)
     return OrderView(order=order, payment=payment, transitions=transitions)
-
-
-async def latest_payment_session(session: AsyncSession, order_id: uuid.UUID) -> PaymentSession | None:
-    result = await session.scalar(
-        select(PaymentSession)
-        .where(PaymentSession.order_id == order_id)
-        .order_by(PaymentSession.created_at.desc(), PaymentSession.id.desc())
-        .limit(1)
-    )
-    return result
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Order, OrderTransition, PaymentSession
+from app.models.payments import latest_session_of
 from app.money import to_minor_units
 from app.orders.states import RANK, OrderStatus, can_move
 from app.providers.base import PaymentSnapshot
@@ -123,15 +124,6 @@ async def _session_that_paid(db: AsyncSession, order_id: uuid.UUID) -> uuid.UUID
     )
 
 
-async def _latest_session_id(db: AsyncSession, order_id: uuid.UUID) -> uuid.UUID | None:
-    return await db.scalar(
-        select(PaymentSession.id)
-        .where(PaymentSession.order_id == order_id)
-        .order_by(PaymentSession.created_at.desc(), PaymentSession.id.desc())
-        .limit(1)
-    )
-
-
 async def apply(
     db: AsyncSession,
     payment_session_id: uuid.UUID,
@@ -199,7 +191,7 @@ async def apply(
         else:
             target, reason = OrderStatus.NEEDS_REVIEW, f"payment received on a {order_status.value} order"
     drives_order = target in (OrderStatus.PAID, OrderStatus.NEEDS_REVIEW) or (
-        await _latest_session_id(db, order.id) == session.id
+        await db.scalar(latest_session_of(order.id).with_only_columns(PaymentSession.id)) == session.id
     )
     order_changed = False
     if drives_order and can_move(order_status, target):

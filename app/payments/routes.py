@@ -58,7 +58,7 @@ async def create_payment_session(
             settings,
             service.SessionOptions(language=options.language, bank_id=options.bank_id, payer_ip=payer_ip),
         )
-        return (201 if created else 200), service.session_view(session)
+        return (201 if created else 200), PaymentSessionResponse.of(session).model_dump(mode="json")
 
     status, payload, replayed = await idempotent(
         db,

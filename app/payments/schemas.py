@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.models import PaymentSession
+
 
 class PaymentSessionRequest(BaseModel):
     model_config = ConfigDict(
@@ -43,6 +45,17 @@ class PaymentSessionResponse(BaseModel):
     status: str
     connect_url: str
     expires_at: datetime
+
+    @classmethod
+    def of(cls, session: PaymentSession) -> PaymentSessionResponse:
+        return cls(
+            session_id=str(session.id),
+            provider=session.provider,
+            provider_session_id=session.provider_session_id,
+            status=session.status,
+            connect_url=session.connect_url,
+            expires_at=session.expires_at,
+        )
 
 
 class WebhookAck(BaseModel):

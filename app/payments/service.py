@@ -11,7 +11,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +19,7 @@ from app.config import Settings
 from app.errors import ApiError
 from app.logging_setup import get_logger
 from app.models import Order, PaymentSession
+from app.models.payments import latest_session_of
 from app.money import to_decimal
 from app.orders.states import RETRYABLE, OrderStatus
 from app.payments import reconcile
@@ -56,17 +56,6 @@ def get_provider(providers: dict[str, Provider], name: str) -> Provider:
             f"payment provider {name!r} is not configured on this service",
         )
     return provider
-
-
-def session_view(session: PaymentSession) -> dict[str, Any]:
-    return {
-        "session_id": str(session.id),
-        "provider": session.provider,
-        "provider_session_id": session.provider_session_id,
-        "status": session.status,
-        "connect_url": session.connect_url,
-        "expires_at": session.expires_at.isoformat(),
-    }
 
 
 async def open_session(
@@ -205,12 +194,7 @@ async def find_session_by_provider_id(
 
 
 async def latest_session(db: AsyncSession, order_id: uuid.UUID) -> PaymentSession | None:
-    return await db.scalar(
-        select(PaymentSession)
-        .where(PaymentSession.order_id == order_id)
-        .order_by(PaymentSession.created_at.desc(), PaymentSession.id.desc())
-        .limit(1)
-    )
+    return await db.scalar(latest_session_of(order_id))
 
 
 class CallbackRejected(Exception):
