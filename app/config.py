@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
     provider_max_retries: int = Field(default=3, ge=0, le=10)
+    # How long a payer returning through /callback waits for the provider before seeing "processing".
+    callback_provider_timeout_seconds: float = Field(default=8.0, gt=0)
     # Background workers
     workers_enabled: bool = True
     inbox_poll_seconds: float = Field(default=1.0, gt=0)

@@ -109,6 +109,7 @@ async def callback(request: Request, db: DbSession) -> Response:
             request.app.state.providers,
             state=params.get("state"),
             provider_session_id=params.get("session_id"),
+            provider_timeout=request.app.state.settings.callback_provider_timeout_seconds,
         )
     except service.CallbackRejected as exc:
         return _rejection_page(str(exc))

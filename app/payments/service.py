@@ -30,8 +30,6 @@ log = get_logger(__name__)
 
 # Sessions in these states may still receive the payer; a double click gets the same one back.
 OPEN_STATUSES = (OrderStatus.AWAITING_PAYMENT.value, OrderStatus.PROCESSING.value)
-# How long the payer's browser waits for the provider's answer on return before seeing "processing".
-CALLBACK_SYNC_SECONDS = 8.0
 # How long past a session's expiry the provider may still report it open before we expire it.
 EXPIRY_GRACE = timedelta(minutes=5)
 
@@ -150,16 +148,19 @@ async def sync_session(
     *,
     source: str,
     expire_if_stale: bool = False,
+    provider_timeout: float | None = None,
 ) -> reconcile.ApplyResult:
     """Ask the provider for the truth about `session` and apply it.
 
-    Raises ProviderError when the provider cannot answer; the caller decides what that means.
+    Raises ProviderError when the provider cannot answer (TimeoutError past `provider_timeout`,
+    which bounds the provider call only, never the database write); the caller decides.
     With `expire_if_stale`, a session the provider still calls open well past its expiry is
     expired locally (a later payment on it still moves the order to paid).
     """
     provider = get_provider(providers, session.provider)
     observed_at = utcnow()
-    snapshot = await provider.get_payment(session.provider_session_id)
+    async with asyncio.timeout(provider_timeout):
+        snapshot = await provider.get_payment(session.provider_session_id)
     override = None
     reason = None
     if (
@@ -213,6 +214,7 @@ async def handle_callback(
     *,
     state: str | None,
     provider_session_id: str | None,
+    provider_timeout: float,
 ) -> CallbackOutcome:
     """Bind the redirect to our session, then apply what the provider (not the query) says."""
     if not state or not provider_session_id or len(state) > 512 or len(provider_session_id) > 128:
@@ -224,8 +226,10 @@ async def handle_callback(
         raise CallbackRejected("this payment link does not match a payment we started")
     order_id = session.order_id
     try:
-        async with asyncio.timeout(CALLBACK_SYNC_SECONDS), db.begin_nested():
-            result = await sync_session(db, session, providers, source=Source.CALLBACK)
+        async with db.begin_nested():
+            result = await sync_session(
+                db, session, providers, source=Source.CALLBACK, provider_timeout=provider_timeout
+            )
     except Exception as exc:  # the payer never sees a 500
         # The webhook or the sweeper finishes the job; meanwhile show what we know.
         log.warning("callback_sync_failed", session_id=str(session.id), error=f"{type(exc).__name__}: {exc}")

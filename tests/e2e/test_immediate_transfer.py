@@ -285,3 +285,19 @@ async def test_paid_order_cannot_open_another_session(stack: Stack) -> None:
     again = await stack.open_session(order)
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "order_not_payable"
+
+
+async def test_slow_provider_during_callback_shows_processing_then_the_sweeper_completes(
+    stack_factory: StackFactory,
+) -> None:
+    stack = await stack_factory(callback_provider_timeout_seconds=0.3)
+    order, session = await stack.paying_order()
+    await stack.faults(webhook_drop={"count": 100})
+    back = await stack.complete(session["provider_session_id"], "confirm")
+    await stack.faults(api_latency={"seconds": 1.5, "count": 1, "path_prefix": "/pis/v2/payments"})
+    result = await stack.follow_callback(back)
+    assert result.status_code == 303
+    assert query_of(result.headers["location"]) == {"order_id": order["id"], "status": "processing"}
+    assert await stack.order_status(order["id"]) == "awaiting_payment"
+    await stack.sweep()
+    assert await stack.order_status(order["id"]) == "paid"
