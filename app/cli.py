@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
 
+from app import logging_setup
 from app.config import ConfigurationError, Settings
 
 ROOT = Path.cwd()
@@ -19,6 +21,7 @@ def _settings(**overrides: object) -> Settings:
         settings.check()
     except ConfigurationError as exc:
         sys.exit(str(exc))
+    logging_setup.configure(settings.log_level)
     return settings
 
 
@@ -76,7 +79,7 @@ def cmd_sweep(_: argparse.Namespace) -> None:
     from app.payments.workers import run_sweep_once
 
     result = asyncio.run(run_sweep_once(_settings()))
-    print(result)
+    print(json.dumps(result))
 
 
 def main(argv: list[str] | None = None) -> None:
