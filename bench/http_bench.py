@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
 import os
 import secrets
 import signal
@@ -34,15 +32,11 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -50,35 +44,22 @@ sys.path.insert(0, str(ROOT))
 from app.config import normalise_database_url  # noqa: E402
 from app.devdb import start_embedded_postgres, with_database  # noqa: E402
 from app.providers.fintecture.signing import generate_key_pair_pem  # noqa: E402
+from tests.support.fintecture import build_delivery, public_key_from_pem  # noqa: E402
 
 ADMIN_KEY = secrets.token_urlsafe(32)
 APP_ID = "bench-app"
 MAX_SECONDS_PER_SCENARIO = 60
 
 
-def _oaep() -> padding.OAEP:
-    sha1 = hashes.SHA1()
-    return padding.OAEP(mgf=padding.MGF1(algorithm=sha1), algorithm=sha1, label=None)
-
-
 def signed_webhook(public_pem: bytes) -> Callable[[], tuple[bytes, dict[str, str]]]:
-    key = load_pem_public_key(public_pem)
+    """A fresh, authentic delivery per call (unique X-Request-ID, current Date), as the provider
+    sends it; built by the same contract helper the tests use."""
+    key = public_key_from_pem(public_pem)
 
     def make() -> tuple[bytes, dict[str, str]]:
         body = f"session_id={uuid.uuid4().hex}&status=payment_created&transfer_state=completed".encode()
-        headers = {
-            "Date": format_datetime(datetime.now(UTC), usegmt=True),
-            "Digest": "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode(),
-            "X-Request-ID": str(uuid.uuid4()),
-            "Content-Type": "application/x-www-form-urlencoded",
-        }
-        plain = (
-            f"date: {headers['Date']}\ndigest: {headers['Digest']}\nx-request-id: {headers['X-Request-ID']}"
-        )
-        cipher = key.encrypt(plain.encode(), _oaep())  # type: ignore[union-attr]
-        headers["Signature"] = (
-            f'keyId="{APP_ID}",algorithm="rsa-sha256",headers="date digest x-request-id",'
-            f'signature="{base64.b64encode(cipher).decode()}"'
+        headers = build_delivery(
+            key, body, date=datetime.now(UTC), request_id=str(uuid.uuid4()), key_id=APP_ID
         )
         return body, headers
 
