@@ -124,17 +124,13 @@ class Stack:
     async def deliveries(self, provider_session_id: str | None = None) -> list[dict[str, Any]]:
         response = await self.http.get(f"{self.simulator_url}/_sim/webhooks")
         assert response.status_code == 200, response.text
-        body = response.json()
-        items: list[dict[str, Any]] = body["deliveries"] if isinstance(body, dict) else body
-        if provider_session_id:
-            items = [d for d in items if d.get("session_id") == provider_session_id]
-        return items
+        items: list[dict[str, Any]] = response.json()["deliveries"]
+        return [d for d in items if provider_session_id in (None, d["session_id"])]
 
     async def api_requests(self) -> list[dict[str, Any]]:
         response = await self.http.get(f"{self.simulator_url}/_sim/requests")
         assert response.status_code == 200, response.text
-        body = response.json()
-        return body["requests"] if isinstance(body, dict) else body  # type: ignore[no-any-return]
+        return response.json()["requests"]  # type: ignore[no-any-return]
 
     # -- the service's own machinery -------------------------------------------------------------
     async def settle(self, timeout: float = 10.0) -> None:
