@@ -1,18 +1,51 @@
-"""What every provider adapter offers the payment domain, in provider-neutral terms.
+"""The plug-in contract between the payments core and each provider, in provider-neutral terms.
 
-Domains depend on `Provider` only; each adapter (one per provider) turns these calls into its own
-wire protocol and maps its own statuses onto `OrderStatus`.
+A provider package (`app/providers/<name>/`) owns its settings, transport, wire payloads, status
+table, webhook verification and return parsing, and offers the core a `Provider`. The core never
+names a provider; it speaks `PaymentStatus`, `PaymentSnapshot`, `WebhookRequest` and `ReturnHint`.
+
+This module imports nothing from `app.orders` or `app.payments` (a test enforces it): a payment
+status describes money moving (a pay-in, a refund, a payout), never an order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Protocol
 
-from app.orders.states import OrderStatus
+import httpx
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PaymentStatus(StrEnum):
+    """Where one payment (pay-in session, refund or payout) stands, whoever the provider is."""
+
+    CREATING = "creating"  # reserved locally; the provider has not confirmed it yet (never mapped)
+    OPEN = "open"  # at the provider, waiting for the payer (or payee) to act
+    PROCESSING = "processing"  # authorised, the money has not moved yet: do not ship
+    SUCCEEDED = "succeeded"  # the money moved
+    FAILED = "failed"  # rejected; for some providers a later success on the same payment may follow
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    NEEDS_REVIEW = "needs_review"  # the provider reports something a person must look at
+
+
+class PaymentKind(StrEnum):
+    PAY_IN = "pay_in"
+    REFUND = "refund"
+    PAYOUT = "payout"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    pay_in: bool = True
+    refund: bool = False
+    payout: bool = False
+    cancel: bool = False
 
 
 @dataclass(frozen=True)
@@ -30,7 +63,7 @@ class SessionRequest:
     amount: Decimal  # major units, e.g. Decimal("273.50")
     currency: str
     communication: str  # the order reference; the provider shows it on the transfer
-    state: str  # opaque token echoed back on the redirect and the webhook
+    state: str  # opaque token echoed back on the payer's return
     redirect_uri: str
     origin_uri: str
     payer: Payer
@@ -48,16 +81,17 @@ class CreatedSession:
 
 @dataclass(frozen=True)
 class PaymentSnapshot:
-    """What the provider says about a session right now, fetched from its API (the truth)."""
+    """What the provider says about one payment right now."""
 
     provider: str
     provider_session_id: str
-    status: OrderStatus  # normalised by the adapter's status table
+    status: PaymentStatus  # normalised by the adapter's status table
     raw_status: str
     transfer_state: str | None
     amount: Decimal | None
     currency: str | None
     communication: str | None
+    kind: PaymentKind = PaymentKind.PAY_IN
     customer_id: str | None = None
     bank_id: str | None = None
     review_reason: str | None = None  # set when the status table itself says "needs review"
@@ -65,14 +99,38 @@ class PaymentSnapshot:
 
 
 @dataclass(frozen=True)
+class WebhookRequest:
+    """An incoming webhook as received, before anything parsed it: what verification works on."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    raw_body: bytes
+
+
+@dataclass(frozen=True)
 class WebhookHint:
-    """A verified delivery: which session to look at. Never what its status is."""
+    """A verified delivery: which payment to look at.
+
+    `snapshot` is set only by providers whose webhook body is authenticated with a secret shared
+    with the merchant alone, so its content can be applied without reading the payment first.
+    """
 
     delivery_id: str
     provider_session_id: str | None
     event_type: str | None
     content_type: str | None
     payload: Mapping[str, Any]
+    snapshot: PaymentSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class ReturnHint:
+    """The payer's return from the provider's page: which session it claims to be, never its status."""
+
+    state: str | None
+    provider_session_id: str | None
+    error: str | None = None  # e.g. the payer cancelled on the provider's page
 
 
 class ProviderError(Exception):
@@ -112,13 +170,57 @@ class WebhookRejected(Exception):
         self.reason = reason
 
 
+class ReturnRejected(Exception):
+    """The payer's return does not carry what this provider sends back; nothing is looked up."""
+
+
+class ProviderSettings(BaseSettings):
+    """Base of each provider's own settings class (its own env prefix, read from `.env` too)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    def is_configured(self) -> bool:
+        """Whether enough is set for the provider to be enabled."""
+        raise NotImplementedError
+
+    def production_problems(self) -> list[str]:
+        """What makes these settings unsafe for real money; empty when fine."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What the core hands every adapter it builds."""
+
+    http: httpx.AsyncClient
+    production: bool
+    callback_url: str  # where the payer comes back (PUBLIC_URL/callback)
+    timeout_seconds: float
+    max_retries: int
+
+
 class Provider(Protocol):
     name: str
+    capabilities: Capabilities
 
     async def create_session(self, request: SessionRequest) -> CreatedSession: ...
 
     async def get_payment(self, provider_session_id: str) -> PaymentSnapshot: ...
 
-    def verify_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookHint:
+    def verify_webhook(self, request: WebhookRequest, now: datetime) -> WebhookHint:
         """Raise WebhookRejected unless the delivery is authentic and fresh."""
         ...
+
+    def parse_return(self, query: Mapping[str, str]) -> ReturnHint:
+        """Raise ReturnRejected when the query is not a return this provider sends."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProviderPlugin:
+    """One entry of the registry's list: how to configure and build one provider."""
+
+    name: str
+    settings_class: type[ProviderSettings]
+    build: Callable[[Any, ProviderContext], Provider]  # (its settings, context) -> adapter
+    capabilities: Capabilities
