@@ -14,6 +14,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.config import Settings
+from app.deps import SettingsDep
 
 # Declared as two schemes so the OpenAPI document says which secret each endpoint wants.
 _operator_scheme = HTTPBearer(
@@ -26,14 +27,6 @@ _order_scheme = HTTPBearer(
     scheme_name="OrderAccessToken",
     description="The order's access token returned once by POST /orders (`ot_...`), or the operator key.",
 )
-
-
-def current_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-AppSettings = Annotated[Settings, Depends(current_settings)]
 
 
 def bearer_token(request: Request) -> str | None:
@@ -72,12 +65,12 @@ def _unauthorized() -> HTTPException:
 
 
 async def require_admin(
-    request: Request,
+    settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_operator_scheme)],
 ) -> None:
     """Dependency for operator endpoints: 401 `unauthorized` with `WWW-Authenticate: Bearer` otherwise."""
     token = credentials.credentials if credentials else None
-    if not is_admin(token, current_settings(request)):
+    if not is_admin(token, settings):
         raise _unauthorized()
 
 

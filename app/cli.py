@@ -15,11 +15,14 @@ from app.config import ConfigurationError, Settings
 ROOT = Path.cwd()
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings() -> Settings:
+    """Core and provider settings from the environment, checked; exits with the reasons otherwise."""
+    from app.providers import registry
+
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
-        settings.check()
-    except ConfigurationError as exc:
+        settings = Settings()
+        registry.check(settings, registry.load_provider_settings())
+    except (ConfigurationError, ValueError) as exc:
         sys.exit(str(exc))
     logging_setup.configure(settings.log_level)
     return settings
@@ -75,11 +78,36 @@ def cmd_keys(args: argparse.Namespace) -> None:
     print(f"public key:  {public_path} (upload it to the provider's console)")
 
 
-def cmd_sweep(_: argparse.Namespace) -> None:
-    from app.payments.workers import run_sweep_once
+async def _sweep_once(settings: Settings) -> dict[str, int]:
+    """One sweeper pass and inbox drain, with this process's own engine and providers."""
+    import httpx
 
-    result = asyncio.run(run_sweep_once(_settings()))
-    print(json.dumps(result))
+    from app.db import create_engine, create_sessionmaker
+    from app.payments.workers import PaymentWorkers
+    from app.providers import registry
+
+    engine = create_engine(settings.database_url, pool_size=2)
+    async with httpx.AsyncClient(timeout=settings.provider_timeout_seconds) as http:
+        providers = registry.build_providers(settings, registry.load_provider_settings(), http)
+        workers = PaymentWorkers(settings, create_sessionmaker(engine), providers)
+        try:
+            swept = await workers.sweep()
+            drained = await workers.drain_inbox()
+        finally:
+            await engine.dispose()
+    return {
+        "sessions_checked": swept.claimed,
+        "orders_changed": swept.changed,
+        "provider_errors": swept.errors,
+        "reservations_abandoned": swept.abandoned,
+        "events_applied": drained.applied,
+        "events_retried": drained.retried,
+        "events_given_up": drained.gave_up,
+    }
+
+
+def cmd_sweep(_: argparse.Namespace) -> None:
+    print(json.dumps(asyncio.run(_sweep_once(_settings()))))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -59,7 +59,7 @@ def _demo_keys(directory: Path) -> tuple[str, str]:
 
 
 async def _seed(settings: Settings) -> None:
-    from app.catalog.service import seed_demo_products
+    from app.catalog.repository import seed_demo_products
     from app.db import create_engine, create_sessionmaker, transaction
 
     engine = create_engine(settings.database_url, pool_size=1)
@@ -75,6 +75,7 @@ def run_demo(*, host: str, port: int, simulator_port: int, data_dir: Path) -> No
 
     from app.cli import migrate
     from app.main import create_app
+    from app.providers.fintecture.settings import FintectureSettings
     from simulator.app import create_app as create_simulator
     from simulator.config import AppConfig, SimulatorConfig
 
@@ -101,13 +102,12 @@ def run_demo(*, host: str, port: int, simulator_port: int, data_dir: Path) -> No
         public_url=service_url,
         storefront_url=f"{service_url}/checkout/result",
         admin_api_key=admin_key,
-        fintecture_app_id=DEMO_APP_ID,
-        fintecture_app_secret=app_secret,
-        fintecture_private_key=private_pem,
-        fintecture_api_url=simulator_url,
         demo_storefront=True,
         sweeper_interval_seconds=10,
         sweeper_stale_after_seconds=15,
+    )
+    fintecture = FintectureSettings(
+        app_id=DEMO_APP_ID, app_secret=app_secret, private_key=private_pem, api_url=simulator_url
     )
     migrate(settings.database_url)
     asyncio.run(_seed(settings))
@@ -121,14 +121,14 @@ def run_demo(*, host: str, port: int, simulator_port: int, data_dir: Path) -> No
                 app_secret=app_secret,
                 public_key_pem=public_pem,
                 redirect_uris=[settings.callback_url],
-                webhook_url=f"{service_url}/webhook",
+                webhook_url=f"{service_url}/webhooks/fintecture",
                 mode="lenient",
             )
         ],
     )
     servers = [
         uvicorn.Server(uvicorn.Config(create_simulator(simulator_config), host=host, port=simulator_port)),
-        uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port)),
+        uvicorn.Server(uvicorn.Config(create_app(settings, [fintecture]), host=host, port=port)),
     ]
     database_label = f"embedded PostgreSQL in {data_dir / 'pg'}" if pg_server else "DATABASE_URL"
     print(

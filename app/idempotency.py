@@ -26,6 +26,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -99,11 +100,7 @@ async def idempotent(
     stored = await session.get(IdempotencyKey, (scope, key))
     if stored is not None:
         if stored.request_hash != fingerprint:
-            raise ApiError(
-                422,
-                "idempotency_key_reused",
-                f"this {HEADER} was already used with a different request; use a new key for a new request",
-            )
+            raise _reused()
         return stored.response_status, stored.response_body, True
 
     status, body = await handler()
@@ -120,6 +117,53 @@ async def idempotent(
             # as a request still in flight; the client's retry will be replayed.
             raise _in_progress() from None
     return status, body, False
+
+
+async def replay(
+    session: AsyncSession, *, scope: str, key: str | None, fingerprint: str
+) -> tuple[int, dict[str, Any]] | None:
+    """The stored answer for (scope, key), for flows that cannot hold a transaction while they run
+    (they call a provider); None when there is none yet. 422 when the key came with another request.
+
+    Such flows dedupe concurrent work themselves (a payment session is opened once per order) and
+    store their answer with `remember`, which keeps the first answer stored."""
+    if key is None:
+        return None
+    validate_key(key)
+    stored = await session.get(IdempotencyKey, (scope, key))
+    if stored is None:
+        return None
+    if stored.request_hash != fingerprint:
+        raise _reused()
+    return stored.response_status, stored.response_body
+
+
+async def remember(
+    session: AsyncSession, *, scope: str, key: str, fingerprint: str, status: int, body: dict[str, Any]
+) -> tuple[int, dict[str, Any], bool]:
+    """Store a 2xx answer for (scope, key); when another request stored one first, that one is
+    returned instead (replayed=True), so every retry sees the same answer."""
+    inserted = await session.scalar(
+        insert(IdempotencyKey)
+        .values(scope=scope, key=key, request_hash=fingerprint, response_status=status, response_body=body)
+        .on_conflict_do_nothing(index_elements=[IdempotencyKey.scope, IdempotencyKey.key])
+        .returning(IdempotencyKey.key)
+    )
+    if inserted is not None:
+        return status, body, False
+    stored = await session.get(IdempotencyKey, (scope, key), populate_existing=True)
+    assert stored is not None
+    if stored.request_hash != fingerprint:
+        raise _reused()
+    return stored.response_status, stored.response_body, True
+
+
+def _reused() -> ApiError:
+    return ApiError(
+        422,
+        "idempotency_key_reused",
+        f"this {HEADER} was already used with a different request; use a new key for a new request",
+    )
 
 
 def _in_progress() -> ApiError:

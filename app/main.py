@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -17,7 +17,8 @@ from app.errors import BodySizeLimitMiddleware, install_error_handlers
 from app.orders.routes import router as orders_router
 from app.payments.routes import router as payments_router
 from app.payments.workers import PaymentWorkers
-from app.providers.registry import build_providers
+from app.providers import registry
+from app.providers.base import ProviderSettings
 from app.storefront.routes import router as storefront_router
 
 API_DESCRIPTION = """
@@ -28,20 +29,32 @@ Errors always look like `{"error": {"code": "...", "message": "...", "details": 
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, provider_settings: Sequence[ProviderSettings] = ()
+) -> FastAPI:
+    """`provider_settings` supplies a provider's settings instead of reading them from the
+    environment (each provider reads its own, e.g. FINTECTURE_*)."""
     settings = settings or Settings()
-    settings.check()
+    providers_config = registry.load_provider_settings(provider_settings)
+    registry.check(settings, providers_config)
     logging_setup.configure(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            pool_timeout=settings.database_pool_timeout_seconds,
+        )
         sessionmaker = create_sessionmaker(engine)
-        http = httpx.AsyncClient(timeout=settings.provider_timeout_seconds)
+        http = httpx.AsyncClient(
+            timeout=settings.provider_timeout_seconds,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker
         app.state.http = http
-        app.state.providers = build_providers(settings, http)
+        app.state.providers = registry.build_providers(settings, providers_config, http)
         workers = PaymentWorkers(settings, sessionmaker, app.state.providers)
         app.state.workers = workers
         if settings.workers_enabled:

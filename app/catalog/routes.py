@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from app.auth import RequireAdmin
-from app.catalog import service
+from app.catalog import repository
 from app.catalog.schemas import SKU_PATTERN, ProductList, ProductOut, ProductUpsert
-from app.db import DbSession
+from app.deps import DbSession
 
 router = APIRouter(tags=["catalog"])
 
@@ -21,7 +21,7 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 
 @router.get("/products", summary="Active products, by name", response_model=ProductList)
 async def list_products(session: DbSession) -> ProductList:
-    products = await service.list_active_products(session)
+    products = await repository.list_active_products(session)
     return ProductList(items=[ProductOut.of(product) for product in products])
 
 
@@ -43,6 +43,6 @@ async def put_product(
     session: DbSession,
     response: Response,
 ) -> ProductOut:
-    product, created = await service.upsert_product(session, sku, body)
+    product, created = await repository.upsert_product(session, sku, body)
     response.status_code = 201 if created else 200
     return ProductOut.of(product)

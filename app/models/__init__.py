@@ -2,16 +2,18 @@
 
 from app.models.base import Base
 from app.models.catalog import Product
-from app.models.orders import IdempotencyKey, Order, OrderLine, OrderTransition
-from app.models.payments import PaymentSession, ProviderEvent
+from app.models.orders import IdempotencyKey, Order, OrderLine, OrderTransition, TransitionSource
+from app.models.payments import InboxOutcome, PaymentSession, ProviderEvent
 
 __all__ = [
     "Base",
     "IdempotencyKey",
+    "InboxOutcome",
     "Order",
     "OrderLine",
     "OrderTransition",
     "PaymentSession",
     "Product",
     "ProviderEvent",
+    "TransitionSource",
 ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import DateTime, Enum, MetaData, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -25,3 +26,8 @@ class Timestamped:
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+def enum_column(enum: type[StrEnum], name: str) -> Enum:
+    """A PostgreSQL enum type storing the members' values (not their Python names)."""
+    return Enum(enum, name=name, values_callable=lambda members: [m.value for m in members])

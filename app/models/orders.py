@@ -2,13 +2,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import Base, Timestamped
+from app.models.base import Base, Timestamped, enum_column
+from app.orders.states import OrderStatus
+
+
+class TransitionSource(StrEnum):
+    """Who moved an order: the path that reached the payments writer."""
+
+    API = "api"  # the storefront: order created, payment session opened
+    CALLBACK = "callback"  # the payer's return
+    WEBHOOK = "webhook"  # the inbox worker, after a provider notification
+    POLL = "poll"  # the sweeper
+    OPERATOR = "operator"  # an operator's "sync now"
+
+
+ORDER_STATUS = enum_column(OrderStatus, "order_status")
 
 
 class Order(Timestamped, Base):
@@ -21,7 +36,7 @@ class Order(Timestamped, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     reference: Mapped[str] = mapped_column(String(32), unique=True)
-    status: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[OrderStatus] = mapped_column(ORDER_STATUS, index=True)
     currency: Mapped[str] = mapped_column(String(3))
     total_amount: Mapped[int] = mapped_column(BigInteger)  # minor units
     customer_name: Mapped[str] = mapped_column(String(200))
@@ -33,8 +48,9 @@ class Order(Timestamped, Base):
     access_token_hash: Mapped[str] = mapped_column(String(64))
     review_reason: Mapped[str | None] = mapped_column(Text)
 
+    # Loaded explicitly where needed (selectinload); a lazy load is a bug.
     lines: Mapped[list[OrderLine]] = relationship(
-        back_populates="order", order_by="OrderLine.position", lazy="selectin", cascade="all, delete-orphan"
+        back_populates="order", order_by="OrderLine.position", lazy="raise", cascade="all, delete-orphan"
     )
 
 
@@ -51,7 +67,7 @@ class OrderLine(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     line_amount: Mapped[int] = mapped_column(BigInteger)
 
-    order: Mapped[Order] = relationship(back_populates="lines")
+    order: Mapped[Order] = relationship(back_populates="lines", lazy="raise")
 
 
 class OrderTransition(Base):
@@ -62,9 +78,9 @@ class OrderTransition(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
     payment_session_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payment_sessions.id"))
-    from_status: Mapped[str | None] = mapped_column(String(32))
-    to_status: Mapped[str] = mapped_column(String(32))
-    source: Mapped[str] = mapped_column(String(16))  # api, callback, webhook, poll, operator, sweeper
+    from_status: Mapped[OrderStatus | None] = mapped_column(ORDER_STATUS)
+    to_status: Mapped[OrderStatus] = mapped_column(ORDER_STATUS)
+    source: Mapped[TransitionSource] = mapped_column(enum_column(TransitionSource, "transition_source"))
     provider_status: Mapped[str | None] = mapped_column(String(64))
     transfer_state: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)

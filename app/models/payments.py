@@ -2,29 +2,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    Select,
-    String,
-    Text,
-    UniqueConstraint,
-    func,
-    select,
-)
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, Timestamped
+from app.models.base import Base, Timestamped, enum_column
+from app.providers.base import PaymentStatus
 
 
 class PaymentSession(Timestamped, Base):
-    """One attempt to pay an order at a provider; the order may have several over time."""
+    """One attempt to pay an order at a provider; the order may have several over time.
+
+    A row is reserved (`creating`, no provider id yet) before the provider is called, so the
+    provider call runs with no transaction open; the provider's id and page are attached after.
+    """
 
     __tablename__ = "payment_sessions"
     __table_args__ = (
@@ -35,14 +29,15 @@ class PaymentSession(Timestamped, Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
     provider: Mapped[str] = mapped_column(String(32))
-    provider_session_id: Mapped[str] = mapped_column(String(128))
+    # Null while the reservation waits for the provider, and for ever if the provider refused it.
+    provider_session_id: Mapped[str | None] = mapped_column(String(128))
     # Opaque token sent as `state` and echoed back on the redirect; binds a callback to this row.
     state_token: Mapped[str] = mapped_column(String(128), unique=True)
-    connect_url: Mapped[str] = mapped_column(Text)
+    connect_url: Mapped[str | None] = mapped_column(Text)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     communication: Mapped[str] = mapped_column(String(140))
-    status: Mapped[str] = mapped_column(String(32))  # normalised, same vocabulary as orders
+    status: Mapped[PaymentStatus] = mapped_column(enum_column(PaymentStatus, "payment_status"))
     provider_status: Mapped[str | None] = mapped_column(String(64))
     transfer_state: Mapped[str | None] = mapped_column(String(64))
     provider_customer_id: Mapped[str | None] = mapped_column(String(128))
@@ -56,23 +51,24 @@ class PaymentSession(Timestamped, Base):
     last_sync_error: Mapped[str | None] = mapped_column(Text)
 
 
-def latest_session_of(order_id: uuid.UUID) -> Select[PaymentSession]:
-    """The order's most recent payment session: the one that drives the order's open state."""
-    return (
-        select(PaymentSession)
-        .where(PaymentSession.order_id == order_id)
-        .order_by(PaymentSession.created_at.desc(), PaymentSession.id.desc())
-        .limit(1)
-    )
+class InboxOutcome(StrEnum):
+    APPLIED = "applied"
+    GAVE_UP = "gave_up"
 
 
 class ProviderEvent(Base):
-    """The webhook inbox: every verified delivery, kept raw, deduplicated, processed once."""
+    """The webhook inbox: every verified delivery, kept raw, deduplicated, processed once.
+
+    A worker claims a row by setting `claimed_until` (a lease) in a short transaction, asks the
+    provider with no transaction open, then applies and marks it processed; a crashed worker's
+    lease simply runs out.
+    """
 
     __tablename__ = "provider_events"
     __table_args__ = (
         UniqueConstraint("provider", "delivery_id"),
-        Index("ix_provider_events_pending", "processed_at", "next_attempt_at"),
+        # Only the rows still to process: the claim query stays fast however many were processed.
+        Index("ix_provider_events_due", "next_attempt_at", postgresql_where=text("processed_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -86,7 +82,7 @@ class ProviderEvent(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # applied | ignored | gave_up; null while waiting to be processed
-    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome: Mapped[InboxOutcome | None] = mapped_column(enum_column(InboxOutcome, "inbox_outcome"))
     last_error: Mapped[str | None] = mapped_column(Text)

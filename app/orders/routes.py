@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
-from app.auth import AppSettings, OrderBearer, RequireAdmin
-from app.db import DbSession
+from app.auth import OrderBearer, RequireAdmin
+from app.deps import DbSession, SettingsDep
 from app.idempotency import fingerprint_of, idempotent
 from app.orders import service
 from app.orders.schemas import OrderCreate, OrderCreated, OrderOut, OrderPage, OrderSummary
@@ -83,7 +83,7 @@ async def create_order(
     responses=_NOT_FOUND,
 )
 async def get_order(
-    order_id: str, bearer: OrderBearer, session: DbSession, settings: AppSettings
+    order_id: str, bearer: OrderBearer, session: DbSession, settings: SettingsDep
 ) -> OrderOut:
     view = await service.read_order(session, order_id, bearer, settings)
     return OrderOut.of(view.order, payment=view.payment, transitions=view.transitions)
@@ -108,4 +108,4 @@ async def list_orders(
     ] = None,
 ) -> OrderPage:
     page = await service.list_orders(session, status=status, reference=reference, limit=limit, cursor=cursor)
-    return OrderPage(items=[OrderSummary.of(order) for order in page.orders], next_cursor=page.next_cursor)
+    return OrderPage(items=[OrderSummary.model_validate(order) for order in page.orders], next_cursor=page.next_cursor)

@@ -7,14 +7,18 @@ catalog.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, computed_field, field_validator
 
 from app.catalog.schemas import CurrencyCode, Sku
-from app.models import Order, OrderTransition, PaymentSession
+from app.models import Order, OrderTransition, PaymentSession, TransitionSource
 from app.money import format_amount
+from app.orders.states import OrderStatus
+from app.payments.states import ORDER_STATUS_FOR
+from app.providers.base import PaymentStatus
 
 MAX_LINES = 50
 MAX_QUANTITY = 1000
@@ -110,49 +114,35 @@ class CustomerOut(BaseModel):
 class PaymentSummary(BaseModel):
     """The order's most recent payment session."""
 
-    session_id: str
+    model_config = ConfigDict(from_attributes=True)
+
+    session_id: uuid.UUID = Field(validation_alias="id")
     provider: str
-    status: str = Field(description="Normalised status, same vocabulary as the order's")
+    payment_status: PaymentStatus = Field(
+        validation_alias="status", description="The payment's own, provider-neutral status"
+    )
     provider_status: str | None = Field(description="The provider's own status, verbatim")
     transfer_state: str | None = Field(description="The provider's transfer state, verbatim")
-    connect_url: str = Field(description="The provider's hosted page for the payer")
+    connect_url: str | None = Field(description="The provider's hosted page for the payer")
     expires_at: datetime
 
-    @classmethod
-    def of(cls, payment: PaymentSession) -> PaymentSummary:
-        return cls(
-            session_id=str(payment.id),
-            provider=payment.provider,
-            status=payment.status,
-            provider_status=payment.provider_status,
-            transfer_state=payment.transfer_state,
-            connect_url=payment.connect_url,
-            expires_at=payment.expires_at,
-        )
+    @computed_field(description="What this session means for the order (the order's vocabulary)")  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> OrderStatus | None:
+        return ORDER_STATUS_FOR.get(self.payment_status)
 
 
 class TransitionOut(BaseModel):
-    from_status: str | None
-    to_status: str
-    source: str = Field(description="api, callback, webhook, poll, operator or sweeper")
+    model_config = ConfigDict(from_attributes=True)
+
+    from_status: OrderStatus | None
+    to_status: OrderStatus
+    source: TransitionSource = Field(description="Which path moved the order")
     provider_status: str | None
     transfer_state: str | None
     reason: str | None
-    payment_session_id: str | None
+    payment_session_id: uuid.UUID | None
     created_at: datetime
-
-    @classmethod
-    def of(cls, transition: OrderTransition) -> TransitionOut:
-        return cls(
-            from_status=transition.from_status,
-            to_status=transition.to_status,
-            source=transition.source,
-            provider_status=transition.provider_status,
-            transfer_state=transition.transfer_state,
-            reason=transition.reason,
-            payment_session_id=str(transition.payment_session_id) if transition.payment_session_id else None,
-            created_at=transition.created_at,
-        )
 
 
 _ORDER_OUT_EXAMPLE: dict[str, Any] = {
@@ -208,7 +198,7 @@ class OrderOut(BaseModel):
 
     id: str
     reference: str = Field(description="Human reference, also the bank transfer's communication")
-    status: str
+    status: OrderStatus
     currency: str
     total_amount: int = Field(description="Total in minor units, computed from the catalog")
     amount: str = Field(description='The total as a decimal string, e.g. "118.00"')
@@ -257,8 +247,8 @@ class OrderOut(BaseModel):
                 company=order.customer_company,
                 address=AddressOut.model_validate(order.customer_address) if order.customer_address else None,
             ),
-            payment=PaymentSummary.of(payment) if payment else None,
-            transitions=[TransitionOut.of(t) for t in transitions] if transitions is not None else None,
+            payment=PaymentSummary.model_validate(payment) if payment else None,
+            transitions=[TransitionOut.model_validate(t) for t in transitions] if transitions is not None else None,
             created_at=order.created_at,
             updated_at=order.updated_at,
         )
@@ -278,31 +268,22 @@ class OrderCreated(OrderOut):
 
 
 class OrderSummary(BaseModel):
-    id: str
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
     reference: str
-    status: str
+    status: OrderStatus
     currency: str
     total_amount: int
-    amount: str
     customer_name: str
     customer_email: str
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of(cls, order: Order) -> OrderSummary:
-        return cls(
-            id=str(order.id),
-            reference=order.reference,
-            status=order.status,
-            currency=order.currency,
-            total_amount=order.total_amount,
-            amount=format_amount(order.total_amount, order.currency),
-            customer_name=order.customer_name,
-            customer_email=order.customer_email,
-            created_at=order.created_at,
-            updated_at=order.updated_at,
-        )
+    @computed_field(description='The total as a decimal string, e.g. "118.00"')  # type: ignore[prop-decorator]
+    @property
+    def amount(self) -> str:
+        return format_amount(self.total_amount, self.currency)
 
 
 class OrderPage(BaseModel):

@@ -14,19 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import raiseload
 
 from app.auth import is_admin, secrets_match
-from app.catalog.service import products_by_sku
+from app.catalog.repository import products_by_sku
 from app.config import Settings
 from app.errors import ApiError, NotFound
 from app.models import Order, OrderLine, OrderTransition, PaymentSession
-from app.models.payments import latest_session_of
+from app.orders import repository
 from app.orders.schemas import OrderCreate
 from app.orders.states import OrderStatus
+from app.payments import repository as payments_repository
+from app.payments import writer
 
 # No 0/O, 1/I/L, U: a reference read out over the phone or copied from a bank statement stays
 # unambiguous. 30^8 ~ 6.6e11 references; a collision is retried.
@@ -105,7 +105,7 @@ async def create_order(session: AsyncSession, data: OrderCreate) -> tuple[Order,
     token = new_access_token()
     customer = data.customer
     fields: dict[str, Any] = {
-        "status": OrderStatus.PENDING.value,
+        "status": OrderStatus.PENDING,
         "currency": data.currency,
         "total_amount": sum(line.line_amount for line in lines),
         "customer_name": customer.name,
@@ -116,7 +116,7 @@ async def create_order(session: AsyncSession, data: OrderCreate) -> tuple[Order,
         "access_token_hash": hash_access_token(token),
     }
     order = await _insert_with_unique_reference(session, fields, lines)
-    session.add(OrderTransition(order_id=order.id, from_status=None, to_status=order.status, source="api"))
+    writer.order_created(session, order)
     await session.flush()
     return order, token
 
@@ -168,20 +168,17 @@ async def get_order_for_bearer(
     bearer: str | None,
     settings: Settings,
     *,
-    for_update: bool = False,
+    with_lines: bool = False,
 ) -> Order:
     """The order, if `bearer` is its access token or the operator key; NotFound otherwise.
 
     No token, a wrong token, another order's token, a malformed id and an unknown id all raise the
-    same NotFound, so an id alone reveals nothing. `for_update` locks the order row until commit.
+    same NotFound, so an id alone reveals nothing.
     """
     parsed = _parse_order_id(order_id)
     if parsed is None or bearer is None:
         raise NotFound("order")
-    stmt = select(Order).where(Order.id == parsed)
-    if for_update:
-        stmt = stmt.with_for_update(of=Order).execution_options(populate_existing=True)
-    order = await session.scalar(stmt)
+    order = await repository.get_order(session, parsed, with_lines=with_lines)
     if order is None:
         raise NotFound("order")
     if not (is_admin(bearer, settings) or _token_matches(bearer, order.access_token_hash)):
@@ -203,14 +200,11 @@ class OrderView:
 async def read_order(
     session: AsyncSession, order_id: str, bearer: str | None, settings: Settings
 ) -> OrderView:
-    order = await get_order_for_bearer(session, order_id, bearer, settings)
-    payment = await session.scalar(latest_session_of(order.id))
+    order = await get_order_for_bearer(session, order_id, bearer, settings, with_lines=True)
+    payment = await payments_repository.latest_session(session, order.id)
     transitions = None
     if is_admin(bearer, settings):
-        result = await session.scalars(
-            select(OrderTransition).where(OrderTransition.order_id == order.id).order_by(OrderTransition.id)
-        )
-        transitions = list(result)
+        transitions = await repository.transitions_of(session, order.id)
     return OrderView(order=order, payment=payment, transitions=transitions)
 
 
@@ -251,16 +245,10 @@ async def list_orders(
     cursor: str | None = None,
 ) -> OrderListPage:
     """Newest first, keyset-paginated on (created_at, id): stable while new orders arrive."""
-    stmt = select(Order).options(raiseload(Order.lines))
-    if status is not None:
-        stmt = stmt.where(Order.status == status.value)
-    if reference is not None:
-        stmt = stmt.where(Order.reference == reference)
-    if cursor is not None:
-        created_at, last_id = decode_cursor(cursor)
-        stmt = stmt.where(tuple_(Order.created_at, Order.id) < tuple_(created_at, last_id))
-    stmt = stmt.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
-    orders = list(await session.scalars(stmt))
+    after = decode_cursor(cursor) if cursor is not None else None
+    orders = await repository.page_of_orders(
+        session, status=status, reference=reference, after=after, limit=limit + 1
+    )
     next_cursor = None
     if len(orders) > limit:
         orders = orders[:limit]

@@ -1,7 +1,7 @@
 """The order state machine, pure: which moves are allowed and which states are final.
 
-Provider statuses are mapped onto these names by each adapter's `statuses.py`; payment sessions use
-the same vocabulary (minus `pending`, which only orders have before their first session).
+Providers never see these names: they map their statuses to a provider-neutral payment status, and
+the payments writer derives the order's state from its payments (`app/payments/states.py`).
 """
 
 from __future__ import annotations
@@ -104,6 +104,3 @@ def can_move(current: OrderStatus | str, target: OrderStatus | str) -> bool:
     """True when `current` -> `target` is a real move the machine allows (never a self-move)."""
     return OrderStatus(target) in ALLOWED[OrderStatus(current)]
 
-
-def is_final(status: OrderStatus | str) -> bool:
-    return OrderStatus(status) in FINAL

@@ -1,50 +1,52 @@
 """The webhook inbox: verified deliveries are stored raw, deduplicated, and processed later as hints.
 
 Recording is one INSERT ... ON CONFLICT DO NOTHING keyed by the provider's delivery id, so a
-provider retrying (or an attacker replaying) a delivery never creates a second row. Processing
-claims rows with FOR UPDATE SKIP LOCKED, so several service processes can drain one inbox.
+provider retrying (or an attacker replaying) a delivery never creates a second row.
+
+Processing never holds a transaction across a provider call: a short transaction claims due
+events with a lease (`claimed_until`), grouped by the payment they are about; each group costs
+one provider read, made with no transaction open; a second short transaction applies the answer
+and marks the group processed. Several groups run at once (INBOX_CONCURRENCY), one worker at a
+time owns a payment, and a crashed worker's leases run out so its events are processed once, later.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import transaction
 from app.logging_setup import get_logger
-from app.models import ProviderEvent
-from app.payments.reconcile import Source
-from app.payments.service import find_session_by_provider_id, sync_session, utcnow
+from app.models import InboxOutcome, ProviderEvent, TransitionSource
+from app.payments import repository
+from app.payments.service import Observation, apply_observation, observe, utcnow
 from app.providers.base import Provider, ProviderError, WebhookHint
 
 log = get_logger(__name__)
 
 MAX_BACKOFF = timedelta(minutes=30)
+_MAX_TEXT = 128  # the inbox's short text columns
 
 
 async def record(db: AsyncSession, provider: str, hint: WebhookHint, raw_body: bytes) -> bool:
     """Store a verified delivery; False when this delivery id was already stored."""
-    statement = (
-        insert(ProviderEvent)
-        .values(
-            provider=provider,
-            delivery_id=hint.delivery_id,
-            event_type=hint.event_type,
-            provider_session_id=hint.provider_session_id,
-            content_type=hint.content_type,
-            raw_body=raw_body.decode("utf-8", errors="replace"),
-            payload=dict(hint.payload),
-            attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=["provider", "delivery_id"])
-        .returning(ProviderEvent.id)
+    return await repository.insert_event(
+        db,
+        {
+            "provider": provider,
+            "delivery_id": hint.delivery_id,
+            "event_type": hint.event_type,
+            "provider_session_id": hint.provider_session_id,
+            "content_type": hint.content_type,
+            "raw_body": raw_body.decode("utf-8", errors="replace"),
+            "payload": dict(hint.payload),
+            "attempts": 0,
+        },
     )
-    inserted = (await db.execute(statement)).scalar_one_or_none()
-    return inserted is not None
 
 
 @dataclass
@@ -53,75 +55,111 @@ class DrainResult:
     retried: int = 0
     gave_up: int = 0
 
-    @property
-    def handled(self) -> int:
-        return self.applied + self.retried + self.gave_up
+
+@dataclass(frozen=True)
+class _Group:
+    """Claimed events about one payment (or one event naming none)."""
+
+    provider: str
+    provider_session_id: str | None
+    event_ids: tuple[int, ...]
 
 
 def _backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=2 ** min(attempts, 11)), MAX_BACKOFF)
 
 
-async def process_one(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    providers: dict[str, Provider],
-    *,
-    max_attempts: int,
-) -> str | None:
-    """Claim and process the oldest due event; returns its outcome, or None when none is due."""
-    async with transaction(sessionmaker) as db:
-        event = await db.scalar(
-            select(ProviderEvent)
-            .where(ProviderEvent.processed_at.is_(None), ProviderEvent.next_attempt_at <= utcnow())
-            .order_by(ProviderEvent.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        if event is None:
-            return None
-        event.attempts += 1
-        session = None
-        if event.provider_session_id:
-            session = await find_session_by_provider_id(db, event.provider, event.provider_session_id)
-        try:
-            if session is None:
-                # The webhook can overtake our own commit of the session; try again later.
-                raise LookupError(f"no payment session {event.provider_session_id!r} yet")
-            # A savepoint, so a failure inside still lets us record it on the event row.
-            async with db.begin_nested():
-                await sync_session(db, session, providers, source=Source.WEBHOOK)
-        except Exception as exc:  # any failure: keep the row, back off, never block the inbox
-            expected = isinstance(exc, (LookupError, ProviderError))
-            event.last_error = (str(exc) if expected else f"{type(exc).__name__}: {exc}")[:500]
-            if not expected:
-                log.exception("webhook_event_failed", event_id=event.id)
-            if event.attempts >= max_attempts:
-                event.outcome = "gave_up"
-                event.processed_at = utcnow()
-                log.error("webhook_event_gave_up", event_id=event.id, error=event.last_error)
-                return "gave_up"
-            event.next_attempt_at = utcnow() + _backoff(event.attempts)
-            log.warning(
-                "webhook_event_retry", event_id=event.id, attempts=event.attempts, error=event.last_error
+class InboxProcessor:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        providers: Mapping[str, Provider],
+        *,
+        max_attempts: int,
+        concurrency: int,
+        lease: timedelta,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.providers = providers
+        self.max_attempts = max_attempts
+        self.concurrency = concurrency
+        self.lease = lease
+
+    async def drain(self, *, max_rounds: int = 50) -> DrainResult:
+        """Process due events until none is left (or `max_rounds` claims of up to `concurrency`
+        payments each); the counts are per event."""
+        result = DrainResult()
+        for _ in range(max_rounds):
+            groups = await self._claim()
+            if not groups:
+                break
+            outcomes = await asyncio.gather(*(self._process(group) for group in groups))
+            for outcome, group in zip(outcomes, groups, strict=True):
+                count = len(group.event_ids)
+                setattr(result, outcome, getattr(result, outcome) + count)
+        return result
+
+    async def _claim(self) -> list[_Group]:
+        async with transaction(self.sessionmaker) as db:
+            claimed = await repository.claim_events(
+                db, now=utcnow(), lease=self.lease, max_groups=self.concurrency
             )
-            return "retried"
-        event.outcome = "applied"
-        event.processed_at = utcnow()
-        event.last_error = None
+            return [
+                _Group(events[0].provider, events[0].provider_session_id, tuple(e.id for e in events))
+                for events in claimed
+            ]
+
+    async def _process(self, group: _Group) -> str:
+        try:
+            await self._apply(group)
+        except Exception as exc:  # any failure: keep the rows, back off, never block the inbox
+            return await self._failed(group, exc)
         return "applied"
 
+    async def _apply(self, group: _Group) -> None:
+        provider = self.providers.get(group.provider)
+        if provider is None:
+            raise LookupError(f"payment provider {group.provider!r} is not configured")
+        if not group.provider_session_id:
+            raise LookupError("the delivery names no payment session")
+        async with self.sessionmaker() as db:
+            session = await repository.find_session_by_provider_id(db, group.provider, group.provider_session_id)
+        if session is None:
+            # The webhook can overtake our own commit of the session; try again later.
+            raise LookupError(f"no payment session {group.provider_session_id[:_MAX_TEXT]!r} yet")
+        observation: Observation = await observe(provider, group.provider_session_id)
+        async with transaction(self.sessionmaker) as db:
+            await apply_observation(db, session, observation, source=TransitionSource.WEBHOOK)
+            now = utcnow()
+            for event in await repository.lock_claimed_events(db, group.event_ids):
+                if event.processed_at is None:
+                    event.outcome = InboxOutcome.APPLIED
+                    event.processed_at = now
+                    event.last_error = None
+                    event.claimed_until = None
 
-async def drain(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    providers: dict[str, Provider],
-    *,
-    max_attempts: int,
-    limit: int = 100,
-) -> DrainResult:
-    result = DrainResult()
-    for _ in range(limit):
-        outcome = await process_one(sessionmaker, providers, max_attempts=max_attempts)
-        if outcome is None:
-            break
-        setattr(result, outcome, getattr(result, outcome) + 1)
-    return result
+    async def _failed(self, group: _Group, exc: Exception) -> str:
+        expected = isinstance(exc, (LookupError, ProviderError))
+        error = (str(exc) if expected else f"{type(exc).__name__}: {exc}")[:500]
+        if not expected:
+            log.error("webhook_event_failed", event_ids=list(group.event_ids), error=error, exc_info=exc)
+        outcome = "retried"
+        async with transaction(self.sessionmaker) as db:
+            now = utcnow()
+            for event in await repository.lock_claimed_events(db, group.event_ids):
+                if event.processed_at is not None:
+                    continue
+                event.last_error = error
+                event.claimed_until = None
+                if event.attempts >= self.max_attempts:
+                    event.outcome = InboxOutcome.GAVE_UP
+                    event.processed_at = now
+                    outcome = "gave_up"
+                    log.error("webhook_event_gave_up", event_id=event.id, error=error)
+                else:
+                    event.next_attempt_at = now + _backoff(event.attempts)
+                    log.warning("webhook_event_retry", event_id=event.id, attempts=event.attempts, error=error)
+        return outcome
+
+
+__all__ = ["DrainResult", "InboxProcessor", "ProviderEvent", "record"]

@@ -1,4 +1,4 @@
-"""Payment routes: open a session, the payer's return (/callback), the provider's webhook."""
+"""Payment routes: open a session, the payer's return (/callback), the providers' webhooks, sync."""
 
 from __future__ import annotations
 
@@ -6,18 +6,19 @@ import html
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from app.auth import bearer_token, require_admin
-from app.db import DbSession
+from app.auth import OrderBearer, require_admin
+from app.deps import DbSession, ProvidersDep, SessionMakerDep, SettingsDep, WorkersDep
 from app.errors import ApiError, NotFound
-from app.idempotency import fingerprint_of, idempotent
+from app.idempotency import fingerprint_of, remember, replay
 from app.orders.service import get_order_for_bearer
 from app.payments import inbox, service
-from app.payments.reconcile import Source
 from app.payments.schemas import PaymentSessionRequest, PaymentSessionResponse, SyncResponse, WebhookAck
-from app.providers.base import ProviderError, WebhookRejected
+from app.payments.states import ORDER_STATUS_FOR
+from app.providers.base import ProviderError, WebhookRejected, WebhookRequest
+from app.providers.registry import LEGACY_WEBHOOK_PROVIDER, default_provider
 
 router = APIRouter(tags=["payments"])
 
@@ -30,43 +31,55 @@ router = APIRouter(tags=["payments"])
     description=(
         "Needs the order's access token as `Authorization: Bearer <token>`. Returns 201 with a new "
         "session, or 200 with the session already open (a double click never opens two). Send the "
-        "payer to `connect_url`. A new session may be opened after the previous one failed or expired."
+        "payer to `connect_url`. A new session may be opened after the previous one failed or expired. "
+        "`provider` names any enabled provider (DEFAULT_PROVIDER otherwise)."
     ),
     responses={
         404: {"description": "No such order for this token"},
-        409: {"description": "Order not payable"},
+        409: {"description": "Order not payable, or a session is still being opened"},
+        502: {"description": "The provider refused the session"},
+        503: {"description": "The provider is unreachable or not configured"},
     },
 )
 async def create_payment_session(
     order_id: str,
     request: Request,
-    db: DbSession,
+    bearer: OrderBearer,
+    sessionmaker: SessionMakerDep,
+    settings: SettingsDep,
+    providers: ProvidersDep,
     body: PaymentSessionRequest | None = None,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
-    settings = request.app.state.settings
-    order = await get_order_for_bearer(db, order_id, bearer_token(request), settings)
     options = body or PaymentSessionRequest()
-    provider = service.get_provider(request.app.state.providers, options.provider)
-    payer_ip = request.client.host if request.client else None
+    async with sessionmaker() as db:
+        order = await get_order_for_bearer(db, order_id, bearer, settings)
+        scope = f"payment-session:{order.id}"
+        fingerprint = fingerprint_of(str(order.id), options.model_dump())
+        stored = await replay(db, scope=scope, key=idempotency_key, fingerprint=fingerprint)
+    if stored is not None:
+        return JSONResponse(stored[1], status_code=stored[0], headers={"Idempotent-Replayed": "true"})
 
-    async def open_it() -> tuple[int, dict[str, Any]]:
-        session, created = await service.open_session(
-            db,
-            order.id,
-            provider,
-            settings,
-            service.SessionOptions(language=options.language, bank_id=options.bank_id, payer_ip=payer_ip),
-        )
-        return (201 if created else 200), PaymentSessionResponse.of(session).model_dump(mode="json")
-
-    status, payload, replayed = await idempotent(
-        db,
-        scope=f"payment-session:{order.id}",
-        key=idempotency_key,
-        fingerprint=fingerprint_of(str(order.id), options.model_dump()),
-        handler=open_it,
+    name = options.provider or default_provider(settings, providers)
+    provider = service.get_provider(providers, name or "")
+    session, created = await service.open_session(
+        sessionmaker,
+        order.id,
+        provider,
+        settings,
+        service.SessionOptions(
+            language=options.language,
+            bank_id=options.bank_id,
+            payer_ip=request.client.host if request.client else None,
+        ),
     )
+    status, payload = (201 if created else 200), PaymentSessionResponse.of(session).model_dump(mode="json")
+    replayed = False
+    if idempotency_key is not None:
+        async with sessionmaker() as db, db.begin():
+            status, payload, replayed = await remember(
+                db, scope=scope, key=idempotency_key, fingerprint=fingerprint, status=status, body=payload
+            )
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(payload, status_code=status, headers=headers)
 
@@ -93,54 +106,90 @@ def _rejection_page(message: str) -> HTMLResponse:
     "/callback",
     summary="Where the provider sends the payer back",
     description=(
-        "The query's `state` must be the one stored for the session and `session_id` that session's "
-        "provider id. The status in the query is ignored: the provider is asked. Redirects (303) to "
-        "STOREFRONT_URL with `order_id` and `status`; a link that matches nothing gets a 400 page."
+        "The provider's return parameters (Fintecture: `state` and `session_id`) must match a stored "
+        "session: `state` the one sent for it, and the provider's id that session's. The status in "
+        "the query is ignored: the provider is asked. Redirects (303) to STOREFRONT_URL with "
+        "`order_id` and `status`; a link that matches nothing gets a 400 page and writes nothing."
     ),
     response_class=RedirectResponse,
     status_code=303,
     responses={400: {"description": "Unknown or mismatched state/session; nothing written"}},
 )
-async def callback(request: Request, db: DbSession) -> Response:
-    params = request.query_params
+async def callback(
+    request: Request, sessionmaker: SessionMakerDep, settings: SettingsDep, providers: ProvidersDep
+) -> Response:
     try:
         outcome = await service.handle_callback(
-            db,
-            request.app.state.providers,
-            state=params.get("state"),
-            provider_session_id=params.get("session_id"),
-            provider_timeout=request.app.state.settings.callback_provider_timeout_seconds,
+            sessionmaker,
+            providers,
+            request.query_params,
+            provider_timeout=settings.callback_provider_timeout_seconds,
         )
     except service.CallbackRejected as exc:
         return _rejection_page(str(exc))
-    target = _storefront_redirect(
-        request.app.state.settings.storefront_url, order_id=str(outcome.order_id), status=outcome.status
-    )
+    target = _storefront_redirect(settings.storefront_url, order_id=str(outcome.order_id), status=outcome.status)
     return RedirectResponse(target, status_code=303)
+
+
+async def _receive_webhook(name: str, request: Request, db: DbSession, providers: ProvidersDep) -> WebhookAck:
+    provider = providers.get(name)
+    if provider is None:
+        raise NotFound("webhook endpoint")
+    body = await request.body()
+    delivery = WebhookRequest(
+        method=request.method, path=request.url.path, headers=request.headers, raw_body=body
+    )
+    try:
+        hint = provider.verify_webhook(delivery, service.utcnow())
+    except WebhookRejected as exc:
+        raise ApiError(401, "invalid_signature", f"webhook rejected: {exc.reason}") from exc
+    stored = await inbox.record(db, provider.name, hint, body)
+    return WebhookAck(received=True, duplicate=not stored)
+
+
+_WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Signature, digest, date or request id invalid; nothing written"},
+    404: {"description": "No enabled provider by that name"},
+}
+
+
+@router.post(
+    "/webhooks/{provider}",
+    response_model=WebhookAck,
+    summary="A provider's webhook (signed)",
+    description=(
+        "Verified by the named provider's own scheme against the raw body. A verified delivery is "
+        "stored and acknowledged at once; a worker then asks the provider for the payment's status. "
+        "Replays are acknowledged and ignored."
+    ),
+    responses=_WEBHOOK_RESPONSES,
+)
+async def provider_webhook(
+    provider: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
+    request: Request,
+    db: DbSession,
+    providers: ProvidersDep,
+    workers: WorkersDep,
+    background: BackgroundTasks,
+) -> WebhookAck:
+    ack = await _receive_webhook(provider, request, db, providers)
+    background.add_task(workers.wake)  # after the response, hence after the commit
+    return ack
 
 
 @router.post(
     "/webhook",
     response_model=WebhookAck,
-    summary="Fintecture webhook (signed)",
-    description=(
-        "Verified against the raw body (Digest, Date within the tolerance window both ways, "
-        "X-Request-ID, encrypted Signature). A verified delivery is stored and acknowledged at once; "
-        "a worker then asks the provider for the payment's status. Replays are acknowledged and ignored."
-    ),
-    responses={401: {"description": "Signature, digest, date or request id invalid; nothing written"}},
+    summary=f"The {LEGACY_WEBHOOK_PROVIDER} webhook at the address merchants registered first",
+    description=f"The same as `POST /webhooks/{LEGACY_WEBHOOK_PROVIDER}`.",
+    responses=_WEBHOOK_RESPONSES,
 )
-async def webhook(request: Request, db: DbSession, background: BackgroundTasks) -> WebhookAck:
-    provider = service.get_provider(request.app.state.providers, "fintecture")
-    body = await request.body()
-    try:
-        hint = provider.verify_webhook(request.headers, body, service.utcnow())
-    except WebhookRejected as exc:
-        raise ApiError(401, "invalid_signature", f"webhook rejected: {exc.reason}") from exc
-    stored = await inbox.record(db, provider.name, hint, body)
-    # Runs after the response, hence after the commit: the worker will find the row.
-    background.add_task(request.app.state.workers.wake)
-    return WebhookAck(received=True, duplicate=not stored)
+async def webhook(
+    request: Request, db: DbSession, providers: ProvidersDep, workers: WorkersDep, background: BackgroundTasks
+) -> WebhookAck:
+    ack = await _receive_webhook(LEGACY_WEBHOOK_PROVIDER, request, db, providers)
+    background.add_task(workers.wake)
+    return ack
 
 
 @router.post(
@@ -148,19 +197,31 @@ async def webhook(request: Request, db: DbSession, background: BackgroundTasks) 
     response_model=SyncResponse,
     summary="Operator: ask the provider about the order's latest session now",
     dependencies=[Depends(require_admin)],
+    responses={
+        401: {"description": "Missing or wrong operator key"},
+        404: {"description": "No such order, or it has no payment session yet"},
+        502: {"description": "The provider could not answer"},
+    },
 )
-async def sync_order(order_id: str, request: Request, db: DbSession) -> SyncResponse:
-    order = await get_order_for_bearer(db, order_id, bearer_token(request), request.app.state.settings)
-    session = await service.latest_session(db, order.id)
-    if session is None:
-        raise NotFound("payment session")
+async def sync_order(
+    order_id: str,
+    bearer: OrderBearer,
+    sessionmaker: SessionMakerDep,
+    settings: SettingsDep,
+    providers: ProvidersDep,
+) -> SyncResponse:
+    async with sessionmaker() as db:
+        order = await get_order_for_bearer(db, order_id, bearer, settings)
     try:
-        result = await service.sync_session(db, session, request.app.state.providers, source=Source.OPERATOR)
+        result = await service.sync_latest_session(sessionmaker, order.id, providers)
+    except LookupError as exc:
+        raise NotFound("payment session") from exc
     except ProviderError as exc:
         raise ApiError(502, "provider_error", f"the provider could not answer: {exc}") from exc
     return SyncResponse(
         order_id=str(order.id),
-        status=result.order_status.value,
-        session_status=result.session_status.value,
+        status=result.order_status,
+        session_status=ORDER_STATUS_FOR[result.session_status],
+        payment_status=result.session_status,
         changed=result.order_changed,
     )

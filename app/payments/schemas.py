@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import PaymentSession
+from app.orders.states import OrderStatus
+from app.payments.states import ORDER_STATUS_FOR
+from app.providers.base import PaymentStatus
 
 
 class PaymentSessionRequest(BaseModel):
@@ -14,8 +16,12 @@ class PaymentSessionRequest(BaseModel):
         json_schema_extra={"examples": [{"provider": "fintecture", "language": "fr", "bank_id": "ftecfr"}]},
     )
 
-    provider: Literal["fintecture"] = "fintecture"
-    language: str | None = Field(default=None, pattern=r"^[a-z]{2}$", description="Connect page language")
+    provider: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="An enabled payment provider; DEFAULT_PROVIDER (or the first enabled one) when omitted",
+    )
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2}$", description="Provider page language")
     bank_id: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
@@ -25,6 +31,7 @@ class PaymentSessionRequest(BaseModel):
 
 class PaymentSessionResponse(BaseModel):
     model_config = ConfigDict(
+        from_attributes=True,
         json_schema_extra={
             "examples": [
                 {
@@ -32,27 +39,31 @@ class PaymentSessionResponse(BaseModel):
                     "provider": "fintecture",
                     "provider_session_id": "b2bca2bcd3b64a32a7e5d6d9b0c1e2f3",
                     "status": "awaiting_payment",
+                    "payment_status": "open",
                     "connect_url": "https://connect.fintecture.com/v2/b2bca2bc",
                     "expires_at": "2026-11-21T10:30:00+00:00",
                 }
             ]
-        }
+        },
     )
 
     session_id: str
     provider: str
     provider_session_id: str
-    status: str
-    connect_url: str
+    status: OrderStatus = Field(description="What this session means for the order (the order's vocabulary)")
+    payment_status: PaymentStatus = Field(description="The payment's own, provider-neutral status")
+    connect_url: str = Field(description="The provider's hosted page: send the payer there")
     expires_at: datetime
 
     @classmethod
     def of(cls, session: PaymentSession) -> PaymentSessionResponse:
+        assert session.provider_session_id is not None and session.connect_url is not None
         return cls(
             session_id=str(session.id),
             provider=session.provider,
             provider_session_id=session.provider_session_id,
-            status=session.status,
+            status=ORDER_STATUS_FOR[session.status],
+            payment_status=session.status,
             connect_url=session.connect_url,
             expires_at=session.expires_at,
         )
@@ -65,6 +76,7 @@ class WebhookAck(BaseModel):
 
 class SyncResponse(BaseModel):
     order_id: str
-    status: str
-    session_status: str
-    changed: bool
+    status: OrderStatus = Field(description="The order's status after the sync")
+    session_status: OrderStatus = Field(description="What the latest session means for the order")
+    payment_status: PaymentStatus = Field(description="The latest session's provider-neutral status")
+    changed: bool = Field(description="Whether the order moved")

@@ -1,37 +1,47 @@
-"""Payment sessions: open one for an order, and sync one with its provider.
+"""Payment sessions: open one for an order, read one from its provider, and the payer's return.
 
-Provider calls never run while this module holds an order or session row lock, except in
-`open_session`, where the order lock is what turns a double click into one provider session.
+No provider call runs while a transaction or a row lock is held here: every flow is a short
+transaction before the call (reserve, look up), the call, and a short transaction after (apply).
+That is why these functions take a sessionmaker rather than a request's session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.db import transaction
 from app.errors import ApiError
 from app.logging_setup import get_logger
-from app.models import Order, PaymentSession
-from app.models.payments import latest_session_of
+from app.models import Order, PaymentSession, TransitionSource
 from app.money import to_decimal
 from app.orders.states import RETRYABLE, OrderStatus
-from app.payments import reconcile
-from app.payments.reconcile import Source
-from app.providers.base import Payer, Provider, ProviderError, SessionRequest
+from app.payments import repository, writer
+from app.payments.repository import EXPIRY_GRACE
+from app.payments.states import ORDER_STATUS_FOR
+from app.providers.base import (
+    Payer,
+    PaymentSnapshot,
+    PaymentStatus,
+    Provider,
+    ProviderError,
+    ReturnHint,
+    ReturnRejected,
+    SessionRequest,
+)
 
 log = get_logger(__name__)
 
-# Sessions in these states may still receive the payer; a double click gets the same one back.
-OPEN_STATUSES = (OrderStatus.AWAITING_PAYMENT.value, OrderStatus.PROCESSING.value)
-# How long past a session's expiry the provider may still report it open before we expire it.
-EXPIRY_GRACE = timedelta(minutes=5)
+# How often a second click polls the reservation the first click is opening at the provider.
+_RESERVATION_POLL_SECONDS = 0.05
 
 
 def utcnow() -> datetime:
@@ -45,7 +55,7 @@ class SessionOptions:
     payer_ip: str | None = None
 
 
-def get_provider(providers: dict[str, Provider], name: str) -> Provider:
+def get_provider(providers: Mapping[str, Provider], name: str) -> Provider:
     provider = providers.get(name)
     if provider is None:
         raise ApiError(
@@ -56,36 +66,15 @@ def get_provider(providers: dict[str, Provider], name: str) -> Provider:
     return provider
 
 
-async def open_session(
-    db: AsyncSession,
-    order_id: uuid.UUID,
-    provider: Provider,
-    settings: Settings,
-    options: SessionOptions,
-) -> tuple[PaymentSession, bool]:
-    """The order's open session, or a new one; the flag says whether it was opened now."""
-    order = await reconcile.lock_order(db, order_id)
-    now = utcnow()
-    open_session_row = await db.scalar(
-        select(PaymentSession)
-        .where(
-            PaymentSession.order_id == order.id,
-            PaymentSession.status.in_(OPEN_STATUSES),
-            PaymentSession.expires_at > now,
-        )
-        .order_by(PaymentSession.created_at.desc())
-        .limit(1)
-    )
-    if open_session_row is not None:
-        return open_session_row, False
-    status = OrderStatus(order.status)
-    if status not in RETRYABLE and status is not OrderStatus.AWAITING_PAYMENT:
-        raise ApiError(
-            409, "order_not_payable", f"order is {status.value}; no new payment session can be opened"
-        )
+def reservation_timeout(settings: Settings) -> timedelta:
+    """The longest a provider call opening a session can take (every attempt timing out, plus
+    back-off); a reservation older than this was abandoned by a process that died."""
+    attempts = settings.provider_max_retries + 2  # the token, then the request and its retries
+    return timedelta(seconds=settings.provider_timeout_seconds * attempts + 5)
 
-    state_token = secrets.token_urlsafe(32)
-    request = SessionRequest(
+
+def _session_request(order: Order, state_token: str, settings: Settings, options: SessionOptions) -> SessionRequest:
+    return SessionRequest(
         amount=to_decimal(order.total_amount, order.currency),
         currency=order.currency,
         communication=order.reference,
@@ -104,10 +93,81 @@ async def open_session(
         language=options.language,
         bank_id=options.bank_id,
     )
+
+
+@dataclass(frozen=True)
+class _Reserved:
+    session_id: uuid.UUID
+    request: SessionRequest
+
+
+async def _reserve_or_find(
+    db: AsyncSession, order_id: uuid.UUID, provider: Provider, settings: Settings, options: SessionOptions
+) -> PaymentSession | _Reserved | None:
+    """Under the order's lock: the open session, a new reservation, or None while another request
+    is opening one at the provider."""
+    order = await repository.lock_order(db, order_id)
+    now = utcnow()
+    existing = await repository.open_session_of(db, order.id, now)
+    if existing is not None and existing.status is not PaymentStatus.CREATING:
+        return existing
+    if existing is not None:
+        if existing.created_at > now - reservation_timeout(settings):
+            return None
+        await writer.fail_reservation(db, existing.id, "abandoned: the process opening it stopped")
+    if order.status not in RETRYABLE and order.status is not OrderStatus.AWAITING_PAYMENT:
+        raise ApiError(
+            409, "order_not_payable", f"order is {order.status.value}; no new payment session can be opened"
+        )
+    state_token = secrets.token_urlsafe(32)
+    session = writer.reserve_session(
+        db,
+        order,
+        provider=provider.name,
+        state_token=state_token,
+        now=now,
+        expiry_seconds=settings.payment_session_expiry_seconds,
+    )
+    await db.flush()
+    return _Reserved(session.id, _session_request(order, state_token, settings, options))
+
+
+async def open_session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    order_id: uuid.UUID,
+    provider: Provider,
+    settings: Settings,
+    options: SessionOptions,
+) -> tuple[PaymentSession, bool]:
+    """The order's open session, or a new one; the flag says whether it was opened now.
+
+    A double click opens one session at the provider: the first request reserves a `creating`
+    row under the order's lock and commits before calling the provider; the second finds that
+    reservation under the same lock, waits (holding nothing) until the first has attached the
+    provider's session, and returns it.
+    """
+    deadline = time.monotonic() + reservation_timeout(settings).total_seconds()
+    while True:
+        async with transaction(sessionmaker) as db:
+            found = await _reserve_or_find(db, order_id, provider, settings, options)
+        if isinstance(found, PaymentSession):
+            return found, False
+        if isinstance(found, _Reserved):
+            break
+        if time.monotonic() > deadline:
+            raise ApiError(
+                409,
+                "payment_session_in_progress",
+                "a payment session for this order is being opened; retry shortly",
+            )
+        await asyncio.sleep(_RESERVATION_POLL_SECONDS)
+
     try:
-        created = await provider.create_session(request)
+        created = await provider.create_session(found.request)
     except ProviderError as exc:
-        log.warning("provider_create_session_failed", order_id=str(order.id), error=str(exc))
+        log.warning("provider_create_session_failed", order_id=str(order_id), error=str(exc))
+        async with transaction(sessionmaker) as db:
+            await writer.fail_reservation(db, found.session_id, str(exc))
         raise ApiError(
             503 if exc.retryable else 502,
             "provider_unavailable" if exc.retryable else "provider_error",
@@ -115,87 +175,111 @@ async def open_session(
             if exc.retryable
             else f"the payment provider refused the session ({exc.code or exc.http_status})",
         ) from exc
+    except Exception as exc:
+        async with transaction(sessionmaker) as db:
+            await writer.fail_reservation(db, found.session_id, f"{type(exc).__name__}: {exc}")
+        raise
 
-    session = PaymentSession(
-        order_id=order.id,
-        provider=provider.name,
-        provider_session_id=created.provider_session_id,
-        state_token=state_token,
-        connect_url=created.connect_url,
-        amount=order.total_amount,
-        currency=order.currency,
-        communication=order.reference,
-        status=OrderStatus.AWAITING_PAYMENT.value,
-        expires_at=now + timedelta(seconds=settings.payment_session_expiry_seconds),
-    )
-    db.add(session)
-    await db.flush()
-    if status is not OrderStatus.AWAITING_PAYMENT:
-        reconcile.record_transition(
-            db, order, OrderStatus.AWAITING_PAYMENT, source=Source.API, session=session
-        )
-    await db.flush()
-    log.info(
-        "payment_session_opened", order_id=str(order.id), provider_session_id=created.provider_session_id
-    )
+    async with transaction(sessionmaker) as db:
+        session = await writer.attach_session(db, found.session_id, created)
+    if session is None:  # declared abandoned while the provider answered: very slow provider
+        raise ApiError(503, "provider_unavailable", "the payment provider answered too late; try again")
+    log.info("payment_session_opened", order_id=str(order_id), provider_session_id=created.provider_session_id)
     return session, True
 
 
-async def sync_session(
+# --- reading a session from its provider ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A provider's answer about one session and when it was requested."""
+
+    snapshot: PaymentSnapshot
+    observed_at: datetime
+
+
+async def observe(provider: Provider, provider_session_id: str, *, timeout: float | None = None) -> Observation:
+    """Ask the provider (no transaction may be open). TimeoutError past `timeout`."""
+    observed_at = utcnow()
+    async with asyncio.timeout(timeout):
+        snapshot = await provider.get_payment(provider_session_id)
+    return Observation(snapshot, observed_at)
+
+
+async def apply_observation(
     db: AsyncSession,
     session: PaymentSession,
-    providers: dict[str, Provider],
+    observation: Observation,
     *,
-    source: str,
+    source: TransitionSource,
     expire_if_stale: bool = False,
-    provider_timeout: float | None = None,
-) -> reconcile.ApplyResult:
-    """Ask the provider for the truth about `session` and apply it.
+) -> writer.ApplyResult:
+    """Apply a provider's answer within the caller's (short) transaction.
 
-    Raises ProviderError when the provider cannot answer (TimeoutError past `provider_timeout`,
-    which bounds the provider call only, never the database write); the caller decides.
     With `expire_if_stale`, a session the provider still calls open well past its expiry is
     expired locally (a later payment on it still moves the order to paid).
     """
-    provider = get_provider(providers, session.provider)
-    observed_at = utcnow()
-    async with asyncio.timeout(provider_timeout):
-        snapshot = await provider.get_payment(session.provider_session_id)
-    override = None
-    reason = None
+    override = reason = None
     if (
         expire_if_stale
-        and snapshot.status is OrderStatus.AWAITING_PAYMENT
-        and session.expires_at + EXPIRY_GRACE < observed_at
+        and observation.snapshot.status is PaymentStatus.OPEN
+        and session.expires_at + EXPIRY_GRACE < observation.observed_at
     ):
-        override, reason = OrderStatus.EXPIRED, "provider still awaiting the payer after the session expired"
-    return await reconcile.apply(
+        override, reason = PaymentStatus.EXPIRED, "provider still awaiting the payer after the session expired"
+    return await writer.apply(
         db,
         session.id,
-        snapshot,
+        observation.snapshot,
         source=source,
-        observed_at=observed_at,
+        observed_at=observation.observed_at,
         override=override,
         override_reason=reason,
     )
 
 
-async def find_session_by_state(db: AsyncSession, state_token: str) -> PaymentSession | None:
-    return await db.scalar(select(PaymentSession).where(PaymentSession.state_token == state_token))
+async def load_session(sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID) -> PaymentSession:
+    async with sessionmaker() as db:
+        session = await repository.get_session(db, session_id)
+    if session is None:
+        raise LookupError(f"payment session {session_id} not found")
+    return session
 
 
-async def find_session_by_provider_id(
-    db: AsyncSession, provider: str, provider_session_id: str
-) -> PaymentSession | None:
-    return await db.scalar(
-        select(PaymentSession).where(
-            PaymentSession.provider == provider, PaymentSession.provider_session_id == provider_session_id
-        )
-    )
+async def sync_session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session: PaymentSession,
+    providers: Mapping[str, Provider],
+    *,
+    source: TransitionSource,
+    expire_if_stale: bool = False,
+    provider_timeout: float | None = None,
+) -> writer.ApplyResult:
+    """Ask the provider for the truth about `session`, then apply it.
+
+    Raises ProviderError when the provider cannot answer (TimeoutError past `provider_timeout`,
+    which bounds the provider call only, never the database write); the caller decides.
+    """
+    if session.provider_session_id is None:
+        raise LookupError("this payment session was never opened at the provider")
+    provider = get_provider(providers, session.provider)
+    observation = await observe(provider, session.provider_session_id, timeout=provider_timeout)
+    async with transaction(sessionmaker) as db:
+        return await apply_observation(db, session, observation, source=source, expire_if_stale=expire_if_stale)
 
 
-async def latest_session(db: AsyncSession, order_id: uuid.UUID) -> PaymentSession | None:
-    return await db.scalar(latest_session_of(order_id))
+async def sync_latest_session(
+    sessionmaker: async_sessionmaker[AsyncSession], order_id: uuid.UUID, providers: Mapping[str, Provider]
+) -> writer.ApplyResult:
+    """The operator's "sync now": the order's latest session, read from its provider and applied."""
+    async with sessionmaker() as db:
+        session = await repository.latest_session(db, order_id)
+    if session is None:
+        raise LookupError("payment session")
+    return await sync_session(sessionmaker, session, providers, source=TransitionSource.OPERATOR)
+
+
+# --- the payer's return --------------------------------------------------------------------------
 
 
 class CallbackRejected(Exception):
@@ -208,32 +292,62 @@ class CallbackOutcome:
     status: str  # the order's status to show, or "processing" when the provider could not answer
 
 
+def _return_hints(providers: Mapping[str, Provider], query: Mapping[str, str]) -> dict[str, ReturnHint]:
+    hints: dict[str, ReturnHint] = {}
+    for name, provider in providers.items():
+        try:
+            hints[name] = provider.parse_return(query)
+        except ReturnRejected:
+            continue
+    return hints
+
+
 async def handle_callback(
-    db: AsyncSession,
-    providers: dict[str, Provider],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    providers: Mapping[str, Provider],
+    query: Mapping[str, str],
     *,
-    state: str | None,
-    provider_session_id: str | None,
     provider_timeout: float,
 ) -> CallbackOutcome:
-    """Bind the redirect to our session, then apply what the provider (not the query) says."""
-    if not state or not provider_session_id or len(state) > 512 or len(provider_session_id) > 128:
+    """Bind the return to our session, then apply what the provider (not the query) says."""
+    hints = _return_hints(providers, query)
+    states = {hint.state for hint in hints.values() if hint.state}
+    if len(states) != 1:
         raise CallbackRejected("the payment link is incomplete")
-    session = await find_session_by_state(db, state)
-    if session is None or not secrets.compare_digest(
-        session.provider_session_id.encode(), provider_session_id.encode()
+    (state,) = states
+    async with sessionmaker() as db:
+        session = await repository.find_session_by_state(db, state)
+    hint = hints.get(session.provider) if session is not None else None
+    if (
+        session is None
+        or hint is None
+        or session.provider_session_id is None
+        or hint.provider_session_id is None
+        or not secrets.compare_digest(session.provider_session_id.encode(), hint.provider_session_id.encode())
     ):
         raise CallbackRejected("this payment link does not match a payment we started")
-    order_id = session.order_id
     try:
-        async with db.begin_nested():
-            result = await sync_session(
-                db, session, providers, source=Source.CALLBACK, provider_timeout=provider_timeout
-            )
+        result = await sync_session(
+            sessionmaker, session, providers, source=TransitionSource.CALLBACK, provider_timeout=provider_timeout
+        )
     except Exception as exc:  # the payer never sees a 500
         # The webhook or the sweeper finishes the job; meanwhile show what we know.
         log.warning("callback_sync_failed", session_id=str(session.id), error=f"{type(exc).__name__}: {exc}")
-        order_status = await db.scalar(select(Order.status).where(Order.id == order_id))
-        shown = order_status if order_status not in (*OPEN_STATUSES, OrderStatus.PENDING.value) else None
-        return CallbackOutcome(order_id, shown or OrderStatus.PROCESSING.value)
+        return CallbackOutcome(session.order_id, await _shown_status(sessionmaker, session.order_id))
     return CallbackOutcome(session.order_id, result.order_status.value)
+
+
+async def _shown_status(sessionmaker: async_sessionmaker[AsyncSession], order_id: uuid.UUID) -> str:
+    try:
+        async with sessionmaker() as db:
+            order = await db.get(Order, order_id)
+    except Exception:  # the database may be what failed
+        return OrderStatus.PROCESSING.value
+    if order is None or order.status in (OrderStatus.PENDING, OrderStatus.AWAITING_PAYMENT, OrderStatus.PROCESSING):
+        return OrderStatus.PROCESSING.value
+    return order.status.value
+
+
+def order_status_of(session: PaymentSession) -> OrderStatus | None:
+    """What a session's payment status means for its order (None while it is being opened)."""
+    return ORDER_STATUS_FOR.get(session.status)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.main import create_app
 from app.models import Order, OrderTransition, PaymentSession, ProviderEvent
+from app.providers.fintecture.settings import FintectureSettings
 from app.providers.fintecture.signing import generate_key_pair_pem
 from simulator.app import create_app as create_simulator
 from simulator.config import AppConfig, SimulatorConfig
@@ -48,6 +49,7 @@ class Stack:
     http: httpx.AsyncClient
     sessionmaker: async_sessionmaker[AsyncSession]
     settings: Settings
+    fintecture: FintectureSettings
     admin: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {ADMIN_KEY}"})
 
     # -- storefront side -------------------------------------------------------------------------
@@ -197,14 +199,19 @@ async def stack_factory(
     sessionmaker: async_sessionmaker[AsyncSession],
     merchant_keys: tuple[str, str],
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Builds a running stack; options: mode (strict|lenient), provider_env, settings overrides."""
+    """Builds a running stack; options: mode (strict|lenient), simulator and Fintecture settings
+    overrides, core settings overrides."""
     from contextlib import AsyncExitStack
 
     exits = AsyncExitStack()
     private_pem, public_pem = merchant_keys
 
     async def build(
-        *, mode: str = "lenient", simulator_overrides: dict[str, Any] | None = None, **overrides: Any
+        *,
+        mode: str = "lenient",
+        simulator_overrides: dict[str, Any] | None = None,
+        fintecture_overrides: dict[str, Any] | None = None,
+        **overrides: Any,
     ) -> Stack:
         sim_sock, svc_sock = reserve_socket(), reserve_socket()
         sim_url, svc_url = url_of(sim_sock), url_of(svc_sock)
@@ -225,15 +232,19 @@ async def stack_factory(
             ],
             **(simulator_overrides or {}),
         )
+        fintecture = FintectureSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            app_id=APP_ID,
+            app_secret=app_secret,
+            private_key=private_pem,
+            api_url=sim_url,
+            **(fintecture_overrides or {}),
+        )
         values: dict[str, Any] = {
             "database_url": database_url,
             "admin_api_key": ADMIN_KEY,
             "public_url": svc_url,
             "storefront_url": STOREFRONT,
-            "fintecture_app_id": APP_ID,
-            "fintecture_app_secret": app_secret,
-            "fintecture_private_key": private_pem,
-            "fintecture_api_url": sim_url,
             "workers_enabled": True,
             "inbox_poll_seconds": 0.05,
             "sweeper_interval_seconds": 3600,
@@ -243,11 +254,11 @@ async def stack_factory(
         values.update(overrides)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
         simulator = create_simulator(sim_config)
-        service = create_app(settings)
+        service = create_app(settings, [fintecture])
         await exits.enter_async_context(serve(simulator, sim_sock))
         await exits.enter_async_context(serve(service, svc_sock))
         http = await exits.enter_async_context(httpx.AsyncClient(timeout=20))
-        return Stack(service, simulator, svc_url, sim_url, http, sessionmaker, settings)
+        return Stack(service, simulator, svc_url, sim_url, http, sessionmaker, settings, fintecture)
 
     yield build
     await exits.aclose()

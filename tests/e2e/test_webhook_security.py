@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from app.models import Order, PaymentSession, ProviderEvent
 from app.orders.states import OrderStatus
-from app.payments.reconcile import record_transition
+from app.payments import writer
 from app.providers.base import Payer, SessionRequest
 from tests.e2e.conftest import APP_ID, Stack
 from tests.support.fintecture import build_delivery, public_key_from_pem
@@ -181,21 +181,11 @@ async def test_delivery_for_a_session_not_known_yet_is_retried_not_dropped(stack
     async with stack.sessionmaker() as db, db.begin():
         order_row = await db.get(Order, uuid.UUID(order["id"]))
         assert order_row is not None
-        db.add(
-            PaymentSession(
-                order_id=order_row.id,
-                provider="fintecture",
-                provider_session_id=created.provider_session_id,
-                state_token=state,
-                connect_url=created.connect_url,
-                amount=order_row.total_amount,
-                currency="EUR",
-                communication=order_row.reference,
-                status="awaiting_payment",
-                expires_at=datetime.now(UTC) + timedelta(minutes=30),
-            )
+        reserved = writer.reserve_session(
+            db, order_row, provider="fintecture", state_token=state, now=datetime.now(UTC), expiry_seconds=1800
         )
-        record_transition(db, order_row, OrderStatus.AWAITING_PAYMENT, source="api")
+        await db.flush()
+        await writer.attach_session(db, reserved.id, created)
         await db.execute(update(ProviderEvent).values(next_attempt_at=datetime.now(UTC)))
     await stack.settle()
     assert await stack.order_status(order["id"]) == "paid"

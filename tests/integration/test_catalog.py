@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.catalog.service import DEMO_PRODUCTS, seed_demo_products
+from app.catalog.repository import DEMO_PRODUCTS, seed_demo_products
 from app.models import Product
 from tests.integration.orders_helpers import put_product
 

@@ -14,6 +14,7 @@ from app.config import Settings
 from app.errors import NotFound
 from app.models import OrderTransition, PaymentSession
 from app.orders.service import get_order_for_bearer
+from app.providers.base import PaymentStatus
 from tests.integration.orders_helpers import create_order, put_product
 
 
@@ -151,9 +152,9 @@ async def test_latest_payment_session_is_summarised(
 ) -> None:
     first, second = orders
     now = datetime.now(UTC)
-    older = _session(first["id"], "sess-old", now - timedelta(minutes=10), status="expired")
-    newer = _session(first["id"], "sess-new", now, status="awaiting_payment")
-    other_order = _session(second["id"], "sess-other", now + timedelta(minutes=1), status="paid")
+    older = _session(first["id"], "sess-old", now - timedelta(minutes=10), status=PaymentStatus.EXPIRED)
+    newer = _session(first["id"], "sess-new", now, status=PaymentStatus.OPEN)
+    other_order = _session(second["id"], "sess-other", now + timedelta(minutes=1), status=PaymentStatus.SUCCEEDED)
     async with sessionmaker() as session, session.begin():
         session.add_all([older, newer, other_order])
         await session.flush()
@@ -173,6 +174,7 @@ async def test_latest_payment_session_is_summarised(
         "session_id": str(newer.id),
         "provider": "fintecture",
         "status": "awaiting_payment",
+        "payment_status": "open",
         "provider_status": "payment_created",
         "transfer_state": None,
         "connect_url": "https://connect.example.com/sess-new",
@@ -187,7 +189,7 @@ async def test_latest_payment_session_is_summarised(
     ]
 
 
-def _session(order_id: str, provider_session_id: str, created_at: datetime, *, status: str) -> PaymentSession:
+def _session(order_id: str, provider_session_id: str, created_at: datetime, *, status: PaymentStatus) -> PaymentSession:
     return PaymentSession(
         id=uuid.uuid4(),
         order_id=uuid.UUID(order_id),

@@ -1,4 +1,4 @@
-"""Products and the prices orders are built from. Services flush; the caller commits."""
+"""Products and the prices orders are built from: every catalog query. Flushes; the caller commits."""
 
 from __future__ import annotations
 

@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import transaction
-from app.models import Order, OrderTransition, PaymentSession, Product
+from app.models import Order, OrderTransition, PaymentSession, Product, TransitionSource
 from app.orders.states import OrderStatus
-from app.payments import reconcile
-from app.providers.base import PaymentSnapshot
+from app.payments import writer
+from app.providers.base import PaymentSnapshot, PaymentStatus
 
 
 async def make_order(
@@ -51,7 +51,7 @@ async def make_order(
                 amount=27350,
                 currency="EUR",
                 communication=order.reference,
-                status=OrderStatus.AWAITING_PAYMENT.value,
+                status=PaymentStatus.OPEN,
                 expires_at=datetime.now(UTC) + timedelta(minutes=30),
                 created_at=datetime.now(UTC) + timedelta(seconds=i),
             )
@@ -64,7 +64,7 @@ async def make_order(
 async def snapshot_for(
     sm: async_sessionmaker[AsyncSession],
     session_id: uuid.UUID,
-    status: OrderStatus,
+    status: PaymentStatus,
     raw: str,
     transfer: str | None = None,
     **overrides: object,
@@ -93,18 +93,20 @@ async def apply(
     *,
     source: str = "webhook",
     at: datetime | None = None,
-) -> reconcile.ApplyResult:
+) -> writer.ApplyResult:
     async with transaction(sm) as db:
-        return await reconcile.apply(db, session_id, snap, source=source, observed_at=at or datetime.now(UTC))
+        return await writer.apply(
+            db, session_id, snap, source=TransitionSource(source), observed_at=at or datetime.now(UTC)
+        )
 
 
 async def apply_status(
     sm: async_sessionmaker[AsyncSession],
     session_id: uuid.UUID,
-    status: OrderStatus,
+    status: PaymentStatus,
     raw: str,
     transfer: str | None = None,
-) -> reconcile.ApplyResult:
+) -> writer.ApplyResult:
     return await apply(sm, session_id, await snapshot_for(sm, session_id, status, raw, transfer))
 
 
@@ -135,7 +137,7 @@ async def test_paid_snapshot_moves_order_once_and_records_source(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     order_id, [sid] = await make_order(sessionmaker)
-    snap = await snapshot_for(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed")
+    snap = await snapshot_for(sessionmaker, sid, PaymentStatus.SUCCEEDED, "payment_created", "completed")
     first = await apply(sessionmaker, sid, snap, source="callback")
     second = await apply(sessionmaker, sid, snap, source="webhook")
     assert first.order_changed and not second.order_changed
@@ -146,7 +148,7 @@ async def test_paid_snapshot_moves_order_once_and_records_source(
         session = await db.get(PaymentSession, sid)
         assert session is not None
         assert (session.status, session.provider_status, session.transfer_state) == (
-            "paid",
+            "succeeded",
             "payment_created",
             "completed",
         )
@@ -155,8 +157,8 @@ async def test_paid_snapshot_moves_order_once_and_records_source(
 async def test_never_downgrades_and_flags_regression(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     order_id, [sid] = await make_order(sessionmaker)
     t0 = datetime.now(UTC)
-    paid = await snapshot_for(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed")
-    pending = await snapshot_for(sessionmaker, sid, OrderStatus.PROCESSING, "payment_pending", "pending")
+    paid = await snapshot_for(sessionmaker, sid, PaymentStatus.SUCCEEDED, "payment_created", "completed")
+    pending = await snapshot_for(sessionmaker, sid, PaymentStatus.PROCESSING, "payment_pending", "pending")
     await apply(sessionmaker, sid, paid, at=t0)
     # An answer requested before the applied one is stale: ignored, nothing recorded.
     stale = await apply(sessionmaker, sid, pending, at=t0 - timedelta(seconds=1))
@@ -181,7 +183,7 @@ async def test_money_mismatch_is_never_paid(
     sessionmaker: async_sessionmaker[AsyncSession], override: dict[str, object], reason_part: str
 ) -> None:
     order_id, [sid] = await make_order(sessionmaker)
-    snap = await snapshot_for(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed", **override)
+    snap = await snapshot_for(sessionmaker, sid, PaymentStatus.SUCCEEDED, "payment_created", "completed", **override)
     await apply(sessionmaker, sid, snap)
     async with sessionmaker() as db:
         order = await db.get(Order, order_id)
@@ -194,8 +196,8 @@ async def test_failed_then_late_success_on_same_session_is_paid(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     order_id, [sid] = await make_order(sessionmaker)
-    await apply_status(sessionmaker, sid, OrderStatus.FAILED, "payment_unsuccessful", "rejected")
-    await apply_status(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed")
+    await apply_status(sessionmaker, sid, PaymentStatus.FAILED, "payment_unsuccessful", "rejected")
+    await apply_status(sessionmaker, sid, PaymentStatus.SUCCEEDED, "payment_created", "completed")
     status, transitions = await order_state(sessionmaker, order_id)
     assert status == "paid"
     assert [t[1] for t in transitions] == ["failed", "paid"]
@@ -206,17 +208,17 @@ async def test_old_session_failing_does_not_touch_order_driven_by_newer_session(
 ) -> None:
     order_id, [old, new] = await make_order(sessionmaker, sessions=2)
     await apply(
-        sessionmaker, old, await snapshot_for(sessionmaker, old, OrderStatus.EXPIRED, "payment_expired")
+        sessionmaker, old, await snapshot_for(sessionmaker, old, PaymentStatus.EXPIRED, "payment_expired")
     )
     assert (await order_state(sessionmaker, order_id))[0] == "awaiting_payment"
-    await apply_status(sessionmaker, new, OrderStatus.PAID, "payment_created", "completed")
+    await apply_status(sessionmaker, new, PaymentStatus.SUCCEEDED, "payment_created", "completed")
     assert (await order_state(sessionmaker, order_id))[0] == "paid"
 
 
 async def test_two_sessions_both_paid_is_flagged(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     order_id, [first, second] = await make_order(sessionmaker, sessions=2)
-    await apply_status(sessionmaker, first, OrderStatus.PAID, "payment_created", "completed")
-    await apply_status(sessionmaker, second, OrderStatus.PAID, "payment_created", "completed")
+    await apply_status(sessionmaker, first, PaymentStatus.SUCCEEDED, "payment_created", "completed")
+    await apply_status(sessionmaker, second, PaymentStatus.SUCCEEDED, "payment_created", "completed")
     assert await review(sessionmaker, order_id) == (
         "needs_review",
         "order paid twice, by two payment sessions",
@@ -227,7 +229,7 @@ async def test_concurrent_applies_make_exactly_one_transition(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     order_id, [sid] = await make_order(sessionmaker)
-    snap = await snapshot_for(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed")
+    snap = await snapshot_for(sessionmaker, sid, PaymentStatus.SUCCEEDED, "payment_created", "completed")
     results = await asyncio.gather(
         *(apply(sessionmaker, sid, snap, source=s) for s in ["callback", "webhook"] * 5)
     )
@@ -243,9 +245,9 @@ async def test_cancelled_after_paid_is_a_regression_for_review(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     order_id, [sid] = await make_order(sessionmaker)
-    await apply_status(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed")
+    await apply_status(sessionmaker, sid, PaymentStatus.SUCCEEDED, "payment_created", "completed")
     await apply(
-        sessionmaker, sid, await snapshot_for(sessionmaker, sid, OrderStatus.CANCELLED, "payment_cancelled")
+        sessionmaker, sid, await snapshot_for(sessionmaker, sid, PaymentStatus.CANCELLED, "payment_cancelled")
     )
     assert await review(sessionmaker, order_id) == (
         "needs_review",
@@ -258,10 +260,10 @@ async def test_payment_on_a_cancelled_order_is_flagged(
 ) -> None:
     order_id, [old, new] = await make_order(sessionmaker, sessions=2)
     await apply(
-        sessionmaker, new, await snapshot_for(sessionmaker, new, OrderStatus.CANCELLED, "payment_cancelled")
+        sessionmaker, new, await snapshot_for(sessionmaker, new, PaymentStatus.CANCELLED, "payment_cancelled")
     )
     assert (await order_state(sessionmaker, order_id))[0] == "cancelled"
-    await apply_status(sessionmaker, old, OrderStatus.PAID, "payment_created", "completed")
+    await apply_status(sessionmaker, old, PaymentStatus.SUCCEEDED, "payment_created", "completed")
     assert await review(sessionmaker, order_id) == ("needs_review", "payment received on a cancelled order")
 
 
@@ -269,14 +271,19 @@ async def test_locally_expired_session_does_not_reopen_but_can_still_be_paid(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     order_id, [sid] = await make_order(sessionmaker)
-    still_open = await snapshot_for(sessionmaker, sid, OrderStatus.AWAITING_PAYMENT, "provider_required")
+    still_open = await snapshot_for(sessionmaker, sid, PaymentStatus.OPEN, "provider_required")
     async with transaction(sessionmaker) as db:
-        await reconcile.apply(
-            db, sid, still_open, source="poll", observed_at=datetime.now(UTC), override=OrderStatus.EXPIRED
+        await writer.apply(
+            db,
+            sid,
+            still_open,
+            source=TransitionSource.POLL,
+            observed_at=datetime.now(UTC),
+            override=PaymentStatus.EXPIRED,
         )
     await apply(sessionmaker, sid, still_open, source="webhook")  # the provider still shows it open
     assert (await order_state(sessionmaker, order_id))[0] == "expired"
-    await apply_status(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed")
+    await apply_status(sessionmaker, sid, PaymentStatus.SUCCEEDED, "payment_created", "completed")
     status, transitions = await order_state(sessionmaker, order_id)
     assert status == "paid"
     assert [t[1] for t in transitions] == ["expired", "paid"]
@@ -286,8 +293,8 @@ async def test_slow_answer_that_moves_forward_is_kept(sessionmaker: async_sessio
     """A read that was retried for a while returns after a quicker, older-news read was applied."""
     order_id, [sid] = await make_order(sessionmaker)
     t0 = datetime.now(UTC)
-    pending = await snapshot_for(sessionmaker, sid, OrderStatus.PROCESSING, "payment_pending", "pending")
-    paid = await snapshot_for(sessionmaker, sid, OrderStatus.PAID, "payment_created", "completed")
+    pending = await snapshot_for(sessionmaker, sid, PaymentStatus.PROCESSING, "payment_pending", "pending")
+    paid = await snapshot_for(sessionmaker, sid, PaymentStatus.SUCCEEDED, "payment_created", "completed")
     await apply(sessionmaker, sid, pending, at=t0 + timedelta(seconds=5))
     result = await apply(sessionmaker, sid, paid, at=t0)  # requested earlier, answered later
     assert result.order_changed

@@ -1,0 +1,52 @@
+"""Typed dependencies for the routes: settings, the database, providers, workers, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.payments.workers import PaymentWorkers
+from app.providers.base import Provider
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
+def _providers(request: Request) -> Mapping[str, Provider]:
+    providers: Mapping[str, Provider] = request.app.state.providers
+    return providers
+
+
+def _workers(request: Request) -> PaymentWorkers:
+    workers: PaymentWorkers = request.app.state.workers
+    return workers
+
+
+async def _request_session(
+    sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)],
+) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+ProvidersDep = Annotated[Mapping[str, Provider], Depends(_providers)]
+WorkersDep = Annotated[PaymentWorkers, Depends(_workers)]

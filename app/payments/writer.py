@@ -1,0 +1,246 @@
+"""The only writer of payment and order state.
+
+Every state change of an order, and of the payments that pay it, is written here and recorded as
+an `order_transitions` row naming its source. The paths that reach it:
+
+- `POST /orders` -> `orders.service.create_order` -> `order_created` (source `api`);
+- `POST /orders/{id}/payment-session` -> `payments.service.open_session` -> `reserve_session`,
+  then `attach_session` (source `api`) or `fail_reservation` once the provider has answered;
+- `GET /callback` -> `payments.service.handle_callback` -> `apply` (source `callback`);
+- the inbox worker -> `payments.inbox` -> `apply` (source `webhook`);
+- the sweeper -> `payments.sweeper` -> `apply` (source `poll`) and `fail_reservation` for
+  reservations whose opener died;
+- `POST /orders/{id}/sync` -> `payments.service.sync_session` -> `apply` (source `operator`).
+
+Each function runs inside its caller's short transaction, never across a provider call. `apply`
+locks the order and then the session row (always in that order, so two writers never deadlock),
+ignores answers older than the one already applied unless they move forward, checks the money
+against the order, moves forward only, and derives the order's state from the payment's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Order, OrderTransition, PaymentSession, TransitionSource
+from app.money import to_minor_units
+from app.orders import states as order_states
+from app.orders.states import OrderStatus
+from app.payments import repository
+from app.payments import states as payment_states
+from app.payments.states import ORDER_STATUS_FOR
+from app.providers.base import CreatedSession, PaymentSnapshot, PaymentStatus
+
+PAID_FAMILY = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    order_status: OrderStatus
+    session_status: PaymentStatus
+    order_changed: bool
+    stale: bool = False
+
+
+def _transition(
+    db: AsyncSession,
+    order: Order,
+    target: OrderStatus,
+    *,
+    source: TransitionSource,
+    session: PaymentSession | None = None,
+    reason: str | None = None,
+) -> None:
+    """Move the order and append the audit row. Callers have checked the move is allowed."""
+    db.add(
+        OrderTransition(
+            order_id=order.id,
+            payment_session_id=session.id if session else None,
+            from_status=order.status,
+            to_status=target,
+            source=source,
+            provider_status=session.provider_status if session else None,
+            transfer_state=session.transfer_state if session else None,
+            reason=reason,
+        )
+    )
+    order.status = target
+    if target is OrderStatus.NEEDS_REVIEW:
+        order.review_reason = reason
+
+
+def order_created(db: AsyncSession, order: Order) -> None:
+    """A new order starts `pending`; its first transition says so."""
+    db.add(
+        OrderTransition(order_id=order.id, from_status=None, to_status=order.status, source=TransitionSource.API)
+    )
+
+
+def reserve_session(
+    db: AsyncSession,
+    order: Order,
+    *,
+    provider: str,
+    state_token: str,
+    now: datetime,
+    expiry_seconds: int,
+) -> PaymentSession:
+    """A local session in `creating`, made under the order's lock before the provider is called.
+
+    It is what a second click finds (and waits on) while the first is at the provider. The order
+    does not move until the provider has opened the session (`attach_session`).
+    """
+    session = PaymentSession(
+        id=uuid.uuid4(),
+        order_id=order.id,
+        provider=provider,
+        provider_session_id=None,
+        state_token=state_token,
+        connect_url=None,
+        amount=order.total_amount,
+        currency=order.currency,
+        communication=order.reference,
+        status=PaymentStatus.CREATING,
+        expires_at=now + timedelta(seconds=expiry_seconds),
+    )
+    db.add(session)
+    return session
+
+
+async def attach_session(
+    db: AsyncSession, session_id: uuid.UUID, created: CreatedSession
+) -> PaymentSession | None:
+    """The provider opened the reserved session: record its id and page, and the order awaits payment.
+
+    None when the reservation is no longer `creating` (declared abandoned meanwhile).
+    """
+    order_id = await repository.order_id_of_session(db, session_id)
+    if order_id is None:
+        return None
+    order = await repository.lock_order(db, order_id)
+    session = await repository.lock_session(db, session_id)
+    if session.status is not PaymentStatus.CREATING:
+        return None
+    session.provider_session_id = created.provider_session_id
+    session.connect_url = created.connect_url
+    session.status = PaymentStatus.OPEN
+    await db.flush()
+    if order_states.can_move(order.status, OrderStatus.AWAITING_PAYMENT):
+        _transition(db, order, OrderStatus.AWAITING_PAYMENT, source=TransitionSource.API, session=session)
+    await db.flush()
+    return session
+
+
+async def fail_reservation(db: AsyncSession, session_id: uuid.UUID, error: str) -> bool:
+    """The provider did not open the reserved session (refused, unreachable, or its opener died).
+
+    The order is untouched: no payment ever existed. False when it was no longer `creating`.
+    """
+    session = await repository.lock_session(db, session_id)
+    if session.status is not PaymentStatus.CREATING:
+        return False
+    session.status = PaymentStatus.FAILED
+    session.last_sync_error = error[:500]
+    await db.flush()
+    return True
+
+
+def _money_mismatch(session: PaymentSession, snapshot: PaymentSnapshot) -> str | None:
+    """Why the provider's view of the money differs from what we asked for, if it does."""
+    if snapshot.currency is not None and snapshot.currency.upper() != session.currency:
+        return f"currency mismatch: expected {session.currency}, provider reports {snapshot.currency}"
+    if snapshot.amount is not None:
+        try:
+            reported = to_minor_units(Decimal(snapshot.amount), session.currency)
+        except ValueError:
+            return f"amount mismatch: provider reports unparseable amount {snapshot.amount}"
+        if reported != session.amount:
+            return f"amount mismatch: expected {session.amount} minor units, provider reports {reported}"
+    if snapshot.communication is not None and snapshot.communication.strip() != session.communication:
+        return "communication mismatch: the transfer does not carry the order reference"
+    return None
+
+
+async def apply(
+    db: AsyncSession,
+    payment_session_id: uuid.UUID,
+    snapshot: PaymentSnapshot,
+    *,
+    source: TransitionSource,
+    observed_at: datetime,
+    override: PaymentStatus | None = None,
+    override_reason: str | None = None,
+) -> ApplyResult:
+    """Apply what the provider said about a session (requested at `observed_at`).
+
+    `override` replaces the mapped status (the sweeper's local expiry); the snapshot's raw fields
+    are still recorded. Flushes; the caller's transaction commits.
+    """
+    order_id = await repository.order_id_of_session(db, payment_session_id)
+    if order_id is None:
+        raise LookupError(f"payment session {payment_session_id} not found")
+    order = await repository.lock_order(db, order_id)
+    session = await repository.lock_session(db, payment_session_id)
+    current = session.status
+    order_status = order.status
+
+    target = override or snapshot.status
+    reason = override_reason or snapshot.review_reason
+    if target in (PaymentStatus.SUCCEEDED, PaymentStatus.PROCESSING):
+        mismatch = _money_mismatch(session, snapshot)
+        if mismatch:
+            target, reason = PaymentStatus.NEEDS_REVIEW, mismatch
+
+    # An answer requested before the one already applied may still carry news (its request was
+    # slow, e.g. retried): keep it only when it moves the session strictly forward.
+    stale = session.snapshot_observed_at is not None and observed_at < session.snapshot_observed_at
+    if stale and not (
+        payment_states.RANK[target] > payment_states.RANK[current] and payment_states.can_move(current, target)
+    ):
+        return ApplyResult(order_status, current, order_changed=False, stale=True)
+
+    if not stale:
+        session.provider_status = snapshot.raw_status
+        session.transfer_state = snapshot.transfer_state
+        session.snapshot_observed_at = observed_at
+    session.provider_customer_id = snapshot.customer_id or session.provider_customer_id
+    session.bank_provider = snapshot.bank_id or session.bank_provider
+    session.last_synced_at = max(observed_at, session.last_synced_at or observed_at)
+    session.sync_attempts = 0
+    session.last_sync_error = None
+
+    if current is PaymentStatus.SUCCEEDED and target not in (PaymentStatus.SUCCEEDED, PaymentStatus.NEEDS_REVIEW):
+        # The provider itself now says something other than paid about a paid session.
+        target = PaymentStatus.NEEDS_REVIEW
+        reason = f"provider regression after {ORDER_STATUS_FOR[current].value}: {snapshot.raw_status}"
+    if current is PaymentStatus.EXPIRED and target is PaymentStatus.OPEN:
+        # Expired locally while the provider still shows the session open: stays expired (a
+        # payment on it still moves to paid). Going back to awaiting is for a new session only.
+        target = PaymentStatus.EXPIRED
+
+    if payment_states.can_move(current, target):
+        session.status = target
+
+    order_target = ORDER_STATUS_FOR[target]
+    if order_target is OrderStatus.PAID and not order_states.can_move(order_status, OrderStatus.PAID):
+        paid_by = await repository.session_that_paid(db, order.id)
+        if paid_by == session.id:
+            order_target = order_status  # this payment is already counted
+        elif order_status in PAID_FAMILY:
+            order_target, reason = OrderStatus.NEEDS_REVIEW, "order paid twice, by two payment sessions"
+        else:
+            order_target, reason = OrderStatus.NEEDS_REVIEW, f"payment received on a {order_status.value} order"
+    drives_order = order_target in (OrderStatus.PAID, OrderStatus.NEEDS_REVIEW) or (
+        await repository.latest_session_id(db, order.id) == session.id
+    )
+    order_changed = False
+    if drives_order and order_states.can_move(order_status, order_target):
+        _transition(db, order, order_target, source=source, session=session, reason=reason)
+        order_changed = True
+    await db.flush()
+    return ApplyResult(order.status, session.status, order_changed)
