@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -179,12 +179,21 @@ class ProviderSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
+    # The environment variable whose value enables the provider (e.g. its application id), named
+    # when production starts with no provider enabled.
+    enabled_by: ClassVar[str] = ""
+
     def is_configured(self) -> bool:
         """Whether enough is set for the provider to be enabled."""
         raise NotImplementedError
 
+    def problems(self) -> list[str]:
+        """What stops an enabled provider from running at all, sandbox included; empty when fine."""
+        return []
+
     def production_problems(self) -> list[str]:
-        """What makes these settings unsafe for real money; empty when fine."""
+        """What makes these settings unsafe for real money (everything `problems` reports and more);
+        empty when fine."""
         raise NotImplementedError
 
 

@@ -23,11 +23,19 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from app.orders.states import OrderStatus
-from app.providers.base import Payer, ProviderError, SessionRequest, WebhookRejected
+from app.providers.base import (
+    Payer,
+    PaymentStatus,
+    ProviderError,
+    SessionRequest,
+    WebhookRejected,
+    WebhookRequest,
+)
 from app.providers.fintecture.client import FintectureProvider
 from app.providers.fintecture.signing import generate_key_pair_pem, load_private_key
 from app.providers.fintecture.statuses import map_status
+from app.providers.fintecture.transport import FintectureTransport
+from app.providers.transport import TransportOptions
 from simulator.app import create_app as create_simulator
 from simulator.clock import FrozenClock
 from simulator.config import AppConfig, SimulatorConfig
@@ -108,23 +116,20 @@ class Sim:
     delays: list[float] = field(default_factory=list)
 
     def adapter(
-        self, app_id: str = LENIENT_APP, *, signed: bool = False, **kwargs: Any
+        self, app_id: str = LENIENT_APP, *, signed: bool = False, app_secret: str = SECRET, **options: Any
     ) -> FintectureProvider:
         async def sleep(seconds: float) -> None:
             self.delays.append(seconds)
 
-        options: dict[str, Any] = {
-            "http": self.http,
-            "app_id": app_id,
-            "app_secret": SECRET,
-            "base_url": API,
-            "private_key": self.keys.private if signed else None,
-            "max_retries": 3,
-            "now": self.clock.now,
-            "sleep": sleep,
-        }
-        options.update(kwargs)
-        return FintectureProvider(**options)
+        transport = FintectureTransport(
+            self.http,
+            app_id=app_id,
+            app_secret=app_secret,
+            base_url=API,
+            private_key=self.keys.private if signed else None,
+            options=TransportOptions(**{"max_retries": 3, "now": self.clock.now, "sleep": sleep, **options}),
+        )
+        return FintectureProvider(transport)
 
     async def requests(self, path_prefix: str = "/") -> list[dict[str, Any]]:
         response = await self.http.get(f"{API}/_sim/requests", params={"path_prefix": path_prefix})
@@ -244,7 +249,7 @@ async def test_create_session_then_read_it_back(sim: Sim) -> None:
     snapshot = await adapter.get_payment(created.provider_session_id)
     assert snapshot.provider == "fintecture"
     assert snapshot.provider_session_id == created.provider_session_id
-    assert (snapshot.status, snapshot.raw_status) == (OrderStatus.AWAITING_PAYMENT, "provider_required")
+    assert (snapshot.status, snapshot.raw_status) == (PaymentStatus.OPEN, "provider_required")
     assert snapshot.amount == Decimal("273.50")
     assert snapshot.currency == "EUR"
     assert snapshot.communication == "ORDER-2026-0042"
@@ -253,7 +258,7 @@ async def test_create_session_then_read_it_back(sim: Sim) -> None:
     await sim.control(f"/sessions/{created.provider_session_id}/complete", {"outcome": "confirm"})
     paid = await adapter.get_payment(created.provider_session_id)
     assert (paid.status, paid.raw_status, paid.transfer_state) == (
-        OrderStatus.PAID,
+        PaymentStatus.SUCCEEDED,
         "payment_created",
         "completed",
     )
@@ -295,7 +300,7 @@ async def test_concurrent_calls_share_one_token(sim: Sim) -> None:
     adapter = sim.adapter()
     created = await adapter.create_session(session_request())
     snapshots = await asyncio.gather(*(adapter.get_payment(created.provider_session_id) for _ in range(20)))
-    assert {s.status for s in snapshots} == {OrderStatus.AWAITING_PAYMENT}
+    assert {s.status for s in snapshots} == {PaymentStatus.OPEN}
     assert len(await sim.requests("/oauth/accesstoken")) == 1
 
 
@@ -312,7 +317,7 @@ async def test_an_expired_token_is_reminted_once(sim: Sim) -> None:
     # The provider's clock runs ahead of ours: its token expires while our cache still trusts it.
     await sim.control("/clock/advance", {"seconds": TOKEN_TTL + 1})
     snapshot = await adapter.get_payment(created.provider_session_id)
-    assert snapshot.status is OrderStatus.AWAITING_PAYMENT
+    assert snapshot.status is PaymentStatus.OPEN
     assert len(await sim.requests("/oauth/accesstoken")) == 2
     reads = await sim.requests("/pis/v2/payments")
     assert [(r["status_code"], r["error_code"]) for r in reads] == [(401, "invalid_token"), (200, None)]
@@ -337,7 +342,7 @@ async def test_strict_application_accepts_the_signed_adapter(sim: Sim) -> None:
     created = await adapter.create_session(session_request())
     await sim.control(f"/sessions/{created.provider_session_id}/complete", {"outcome": "confirm"})
     snapshot = await adapter.get_payment(created.provider_session_id)
-    assert snapshot.status is OrderStatus.PAID
+    assert snapshot.status is PaymentStatus.SUCCEEDED
 
     log = await sim.requests("/oauth/")
     log += await sim.requests("/pis/")
@@ -383,7 +388,7 @@ async def test_get_retries_503_then_succeeds(sim: Sim) -> None:
         "/faults", {"api_error": {"status": 503, "count": 2, "path_prefix": "/pis/v2/payments"}}
     )
     snapshot = await adapter.get_payment(created.provider_session_id)
-    assert snapshot.status is OrderStatus.AWAITING_PAYMENT
+    assert snapshot.status is PaymentStatus.OPEN
     reads = await sim.requests("/pis/v2/payments")
     assert [r["status_code"] for r in reads] == [503, 503, 200]
     assert len(sim.delays) == 2 and sim.delays[0] < sim.delays[1]  # exponential back-off
@@ -430,7 +435,7 @@ async def test_get_retries_a_lost_reply(sim: Sim) -> None:
     created = await adapter.create_session(session_request())
     sim.wire.lose_reply["/pis/v2/payments"] = 1
     snapshot = await adapter.get_payment(created.provider_session_id)
-    assert snapshot.status is OrderStatus.AWAITING_PAYMENT
+    assert snapshot.status is PaymentStatus.OPEN
     assert len(await sim.requests("/pis/v2/payments")) == 2
 
 
@@ -499,22 +504,27 @@ async def test_simulator_webhooks_verify_with_the_adapter(sim: Sim) -> None:
     await sim.control(f"/sessions/{created.provider_session_id}/complete", {"outcome": "confirm"})
     await sim.control("/webhooks/flush", {})
     assert sim.merchant.deliveries
-    for delivery in sim.merchant.deliveries:
-        hint = adapter.verify_webhook(delivery.headers, delivery.content, sim.clock.now())
+    requests = [
+        WebhookRequest(delivery.method, delivery.url.path, delivery.headers, delivery.content)
+        for delivery in sim.merchant.deliveries
+    ]
+    for delivery, request in zip(sim.merchant.deliveries, requests, strict=True):
+        hint = adapter.verify_webhook(request, sim.clock.now())
         assert hint.provider_session_id == created.provider_session_id
         assert hint.delivery_id == delivery.headers["x-request-id"]
         assert hint.payload["state"] == "opaque/state+token=é&x"
     # Another application's key cannot read them.
     other = FintectureProvider(
-        http=sim.http,
-        app_id=STRICT_APP,
-        app_secret=SECRET,
-        base_url=API,
-        private_key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        FintectureTransport(
+            sim.http,
+            app_id=STRICT_APP,
+            app_secret=SECRET,
+            base_url=API,
+            private_key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        )
     )
     with pytest.raises(WebhookRejected):
-        delivery = sim.merchant.deliveries[0]
-        other.verify_webhook(delivery.headers, delivery.content, sim.clock.now())
+        other.verify_webhook(requests[0], sim.clock.now())
 
 
 # --- Timeouts, over a real socket ----------------------------------------------------------------
@@ -545,14 +555,20 @@ async def test_every_call_has_a_timeout(live_sim: tuple[str, httpx.AsyncClient])
         delays.append(seconds)
 
     adapter = FintectureProvider(
-        http=http, app_id=LENIENT_APP, app_secret=SECRET, base_url=url, timeout_seconds=0.3, sleep=sleep
+        FintectureTransport(
+            http,
+            app_id=LENIENT_APP,
+            app_secret=SECRET,
+            base_url=url,
+            options=TransportOptions(timeout_seconds=0.3, sleep=sleep),
+        )
     )
     created = await adapter.create_session(session_request())
 
     slow = {"api_latency": {"seconds": 1.0, "count": 1, "path_prefix": "/pis/v2/payments"}}
     assert (await http.post(f"{url}/_sim/faults", json=slow)).status_code == 200
     snapshot = await adapter.get_payment(created.provider_session_id)  # first try times out, second answers
-    assert snapshot.status is OrderStatus.AWAITING_PAYMENT
+    assert snapshot.status is PaymentStatus.OPEN
     assert len(delays) == 1
 
     slow = {"api_latency": {"seconds": 1.0, "count": 1, "path_prefix": "/pis/v2/connect"}}

@@ -16,19 +16,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from pydantic import SecretStr
 
-from app.config import ConfigurationError, Settings
-from app.providers.base import Payer, ProviderError, SessionRequest
-from app.providers.fintecture.client import (
-    CONNECT_PATH,
-    FintectureProvider,
+from app.providers.base import Capabilities, Payer, ProviderError, ReturnRejected, SessionRequest
+from app.providers.fintecture.client import CONNECT_PATH, FintectureProvider
+from app.providers.fintecture.payloads import (
     connect_request,
     encode_json,
     encode_query,
@@ -36,11 +32,11 @@ from app.providers.fintecture.client import (
     parse_amount,
 )
 from app.providers.fintecture.signing import generate_key_pair_pem, load_private_key
-from app.providers.registry import build_providers
+from app.providers.fintecture.transport import FintectureTransport
+from app.providers.transport import TransportOptions
 
 APP_ID = "2dfdcf57-5b2f-4309-846f-913d0b2802cf"
 NOW = datetime(2026, 11, 21, 4, 58, 55, tzinfo=UTC)
-BROKEN_PEM = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +62,26 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def provider(http: httpx.AsyncClient, key: rsa.RSAPrivateKey | None, **kwargs: object) -> FintectureProvider:
-    return FintectureProvider(
-        http=http,
+def transport(
+    http: httpx.AsyncClient,
+    key: rsa.RSAPrivateKey | None,
+    base_url: str = "https://api.example.test/prefix",
+    **options: object,
+) -> FintectureTransport:
+    return FintectureTransport(
+        http,
         app_id=APP_ID,
         app_secret="app-secret",
-        base_url="https://api.example.test/prefix",
+        base_url=base_url,
         private_key=key,
-        now=lambda: NOW,
-        **kwargs,  # type: ignore[arg-type]
+        options=TransportOptions(now=lambda: NOW, **options),  # type: ignore[arg-type]
     )
+
+
+def provider(
+    http: httpx.AsyncClient, key: rsa.RSAPrivateKey | None, *, production: bool = False, **options: object
+) -> FintectureProvider:
+    return FintectureProvider(transport(http, key, **options), production=production)
 
 
 def session_request(**overrides: object) -> SessionRequest:
@@ -227,7 +233,7 @@ async def test_post_is_signed_over_the_wire_target_and_body(
 ) -> None:
     query, headers, body = connect_request(session_request())
     content = encode_json(body)
-    request = provider(http, private_key).signed_request(
+    request = transport(http, private_key).signed_request(
         "POST", CONNECT_PATH, query=query, body=content, headers=headers
     )
     # What httpx sends is what was signed: the raw target is not re-encoded.
@@ -253,14 +259,14 @@ async def test_post_is_signed_over_the_wire_target_and_body(
 async def test_get_is_signed_without_a_digest(
     http: httpx.AsyncClient, private_key: rsa.RSAPrivateKey, public_key: rsa.RSAPublicKey
 ) -> None:
-    request = provider(http, private_key).signed_request("GET", "/pis/v2/payments/abc123")
+    request = transport(http, private_key).signed_request("GET", "/pis/v2/payments/abc123")
     assert "digest" not in request.headers
     assert verify_per_contract(public_key, request) == ["(request-target)", "date", "x-request-id"]
     assert request.url.raw_path == b"/prefix/pis/v2/payments/abc123"
 
 
 async def test_without_a_key_nothing_is_signed(http: httpx.AsyncClient) -> None:
-    request = provider(http, None).signed_request("POST", "/x", body=b"{}")
+    request = transport(http, None).signed_request("POST", "/x", body=b"{}")
     assert "signature" not in request.headers
     assert "digest" not in request.headers
     assert uuid.UUID(request.headers["x-request-id"])
@@ -321,16 +327,22 @@ async def test_production_needs_a_key_and_https(
     with pytest.raises(ValueError, match="private key"):
         provider(http, None, production=True)
     with pytest.raises(ValueError, match="https"):
-        FintectureProvider(
-            http=http, app_id=APP_ID, app_secret="s", base_url="http://api.example.test",
-            private_key=private_key, production=True,
-        )  # fmt: skip
+        FintectureProvider(transport(http, private_key, base_url="http://api.example.test"), production=True)
+    assert FintectureProvider(transport(http, private_key), production=True).name == "fintecture"
+
+
+@pytest.mark.parametrize("base_url", ["ftp://api.example.test", "https://", "https://api.example.test/?x=1"])
+async def test_base_url_must_be_a_plain_http_url(http: httpx.AsyncClient, base_url: str) -> None:
+    with pytest.raises(ValueError, match="base URL"):
+        transport(http, None, base_url=base_url)
 
 
 async def test_repr_shows_no_secret(http: httpx.AsyncClient, private_key: rsa.RSAPrivateKey) -> None:
-    text = repr(provider(http, private_key))
-    assert "app-secret" not in text and "PRIVATE" not in text
-    assert APP_ID in text
+    adapter = provider(http, private_key)
+    for text in (repr(adapter), repr(adapter.transport)):
+        assert "app-secret" not in text and "PRIVATE" not in text
+        assert base64.b64encode(f"{APP_ID}:app-secret".encode()).decode() not in text
+        assert APP_ID in text
 
 
 def test_key_pair_pems(key_pair: tuple[bytes, bytes], public_key: rsa.RSAPublicKey) -> None:
@@ -360,75 +372,54 @@ def test_load_private_key_refuses_what_it_cannot_use() -> None:
         load_private_key(ec_pem)
 
 
-# --- Registry ------------------------------------------------------------------------------------
-
-
-def settings(**overrides: object) -> Settings:
-    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg, arg-type]
-
-
-async def test_registry_sandbox_without_credentials_has_no_provider(http: httpx.AsyncClient) -> None:
-    assert build_providers(settings(), http) == {}
-
-
-async def test_registry_sandbox_without_key_builds_an_unsigned_adapter(http: httpx.AsyncClient) -> None:
-    providers = build_providers(settings(fintecture_app_id=APP_ID, fintecture_app_secret="s"), http)
-    adapter = providers["fintecture"]
-    assert isinstance(adapter, FintectureProvider)
-    assert adapter.name == "fintecture"
-    assert adapter.signs_requests is False
-
-
-async def test_registry_loads_the_key_once_and_signs(
-    http: httpx.AsyncClient, key_pair: tuple[bytes, bytes]
-) -> None:
-    providers = build_providers(
-        settings(
-            fintecture_app_id=APP_ID, fintecture_app_secret="s", fintecture_private_key=key_pair[0].decode()
-        ),
-        http,
-    )
-    adapter = providers["fintecture"]
-    assert isinstance(adapter, FintectureProvider)
-    assert adapter.signs_requests is True
-
-
-async def test_registry_reads_the_key_file(
-    http: httpx.AsyncClient, key_pair: tuple[bytes, bytes], tmp_path: Path
-) -> None:
-    path = tmp_path / "key.pem"
-    path.write_bytes(key_pair[0])
-    providers = build_providers(
-        settings(fintecture_app_id=APP_ID, fintecture_app_secret="s", fintecture_private_key_file=path), http
-    )
-    assert isinstance(providers["fintecture"], FintectureProvider)
-    assert providers["fintecture"].signs_requests
-
-
-async def test_registry_production_without_key_refuses_to_start(http: httpx.AsyncClient) -> None:
-    with pytest.raises(ConfigurationError, match=r"Refusing to start in production: FINTECTURE_PRIVATE_KEY"):
-        build_providers(
-            settings(provider_env="production", fintecture_app_id=APP_ID, fintecture_app_secret="s"), http
-        )
-    with pytest.raises(ConfigurationError, match="Refusing to start in production: FINTECTURE_APP_ID"):
-        build_providers(settings(provider_env="production"), http)
-
-
-async def test_registry_bad_key_or_missing_secret(http: httpx.AsyncClient) -> None:
-    with pytest.raises(ConfigurationError, match="FINTECTURE_PRIVATE_KEY") as info:
-        build_providers(
-            settings(
-                fintecture_app_id=APP_ID,
-                fintecture_app_secret="s",
-                fintecture_private_key=SecretStr(BROKEN_PEM),
-            ),
-            http,
-        )
-    assert "AAAA" not in str(info.value)
-    with pytest.raises(ConfigurationError, match="FINTECTURE_APP_SECRET"):
-        build_providers(settings(fintecture_app_id=APP_ID), http)
-
-
 def test_request_body_round_trips() -> None:
     _, _, body = connect_request(session_request())
     assert json.loads(encode_json(body)) == body
+
+
+# --- The payer's return (§7) ---------------------------------------------------------------------
+
+
+async def test_return_names_the_state_and_session(http: httpx.AsyncClient) -> None:
+    query = {
+        "session_id": "b2bca2bcd3b64a32a7da0766df59a7d2",
+        "status": "payment_created",  # never trusted: the provider is asked
+        "provider": "ftecfr",
+        "customer_id": "1ef74051a77673de120820fb370dc382",
+        "state": "st/ate+with&odd=chars é",
+    }
+    hint = provider(http, None).parse_return(query)
+    assert hint.state == "st/ate+with&odd=chars é"
+    assert hint.provider_session_id == "b2bca2bcd3b64a32a7da0766df59a7d2"
+    assert hint.error is None
+
+
+async def test_return_at_the_length_limits_is_accepted(http: httpx.AsyncClient) -> None:
+    hint = provider(http, None).parse_return({"state": "s" * 512, "session_id": "a" * 128})
+    assert (len(hint.state or ""), len(hint.provider_session_id or "")) == (512, 128)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"session_id": "b2bca2bcd3b64a32a7da0766df59a7d2"},
+        {"state": "", "session_id": "b2bca2bcd3b64a32a7da0766df59a7d2"},
+        {"state": "ord123"},
+        {"state": "ord123", "session_id": ""},
+        {},
+        {"state": "s" * 513, "session_id": "b2bca2bcd3b64a32a7da0766df59a7d2"},
+        {"state": "ord123", "session_id": "a" * 129},
+    ],
+    ids=["no-state", "empty-state", "no-session", "empty-session", "nothing", "long-state", "long-session"],
+)
+async def test_return_without_what_fintecture_sends_back_is_rejected(
+    http: httpx.AsyncClient, query: dict[str, str]
+) -> None:
+    with pytest.raises(ReturnRejected, match="the payment link is incomplete"):
+        provider(http, None).parse_return(query)
+
+
+async def test_capabilities(http: httpx.AsyncClient) -> None:
+    assert provider(http, None).capabilities == Capabilities(
+        pay_in=True, refund=True, payout=True, cancel=True
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.orders.states import OrderStatus
+from app.providers.base import PaymentStatus
 from app.providers.fintecture import statuses
 from app.providers.fintecture.statuses import map_status
 from tests.support.fintecture_contract import SESSION_STATUSES, TRANSFER_STATES
@@ -13,13 +13,13 @@ DOCUMENTED_SESSION_STATUSES = set(SESSION_STATUSES)
 DOCUMENTED_TRANSFER_STATES = set(TRANSFER_STATES)
 
 A, P, S, F, C, E, R = (
-    OrderStatus.AWAITING_PAYMENT,
-    OrderStatus.PROCESSING,
-    OrderStatus.PAID,
-    OrderStatus.FAILED,
-    OrderStatus.CANCELLED,
-    OrderStatus.EXPIRED,
-    OrderStatus.NEEDS_REVIEW,
+    PaymentStatus.OPEN,
+    PaymentStatus.PROCESSING,
+    PaymentStatus.SUCCEEDED,
+    PaymentStatus.FAILED,
+    PaymentStatus.CANCELLED,
+    PaymentStatus.EXPIRED,
+    PaymentStatus.NEEDS_REVIEW,
 )
 LETTERS = {"A": A, "P": P, "$": S, "F": F, "C": C, "E": E, "R": R}
 
@@ -40,7 +40,7 @@ COLUMNS = (
     "rejected",
     "cancelled",
 )
-# A=awaiting_payment P=processing $=paid F=failed C=cancelled E=expired R=needs_review
+# A=open P=processing $=succeeded F=failed C=cancelled E=expired R=needs_review
 #                         -   cmp snt rcv prc pnd aut acc ini ovp ins blk msg rej cnc
 GRID = {
     "session_initiated":    "A   P   P   P   A   A   A   A   A   R   R   R   R   A   A",
@@ -76,18 +76,18 @@ def test_constants_list_every_documented_status_and_transfer_state() -> None:
 
 @pytest.mark.parametrize(("session_status", "transfer_state", "expected"), CASES)
 def test_every_documented_combination(
-    session_status: str, transfer_state: str | None, expected: OrderStatus
+    session_status: str, transfer_state: str | None, expected: PaymentStatus
 ) -> None:
     status, reason = map_status(session_status, transfer_state)
     assert status is expected
     # A reason exactly when a person has to look.
-    assert (reason is not None) == (status is OrderStatus.NEEDS_REVIEW)
+    assert (reason is not None) == (status is PaymentStatus.NEEDS_REVIEW)
 
 
-def test_paid_only_for_a_validated_payment_with_money_moved_or_bnpl() -> None:
-    paid = {(s, t) for s, t, expected in CASES if expected is OrderStatus.PAID}
-    assert {s for s, _ in paid} == {"payment_created", "order_created"}
-    assert {t for s, t in paid if s == "payment_created"} == {"completed", "sent", "received"}
+def test_succeeded_only_for_a_validated_payment_with_money_moved_or_bnpl() -> None:
+    succeeded = {(s, t) for s, t, expected in CASES if expected is PaymentStatus.SUCCEEDED}
+    assert {s for s, _ in succeeded} == {"payment_created", "order_created"}
+    assert {t for s, t in succeeded if s == "payment_created"} == {"completed", "sent", "received"}
 
 
 @pytest.mark.parametrize(
@@ -97,30 +97,30 @@ def test_paid_only_for_a_validated_payment_with_money_moved_or_bnpl() -> None:
 )  # fmt: skip
 def test_review_reasons_name_the_transfer_state(transfer_state: str, word: str) -> None:
     status, reason = map_status("payment_created", transfer_state)
-    assert status is OrderStatus.NEEDS_REVIEW
+    assert status is PaymentStatus.NEEDS_REVIEW
     assert reason is not None and word in reason
 
 
 def test_partial_payment_reason() -> None:
-    assert map_status("payment_partial", "insufficient")[0] is OrderStatus.NEEDS_REVIEW
-    assert map_status("payment_partial", None) == (OrderStatus.NEEDS_REVIEW, "partial payment received")
+    assert map_status("payment_partial", "insufficient")[0] is PaymentStatus.NEEDS_REVIEW
+    assert map_status("payment_partial", None) == (PaymentStatus.NEEDS_REVIEW, "partial payment received")
 
 
 @pytest.mark.parametrize(
     "raw", ["payment_completed", "payment_rejected", "refund_accepted", "", "  ", "PAID"]
 )
-def test_unknown_session_status_needs_review_never_paid(raw: str) -> None:
+def test_unknown_session_status_needs_review_never_succeeded(raw: str) -> None:
     status, reason = map_status(raw, "completed")
-    assert status is OrderStatus.NEEDS_REVIEW
+    assert status is PaymentStatus.NEEDS_REVIEW
     assert reason == f"unknown provider status {raw!r}"
 
 
 def test_unknown_transfer_state_needs_review_even_on_a_created_payment() -> None:
     status, reason = map_status("payment_created", "teleported")
-    assert status is OrderStatus.NEEDS_REVIEW
+    assert status is PaymentStatus.NEEDS_REVIEW
     assert reason == "unknown provider transfer state 'teleported'"
 
 
 def test_case_and_spaces_are_tolerated() -> None:
-    assert map_status(" Payment_Created ", "COMPLETED") == (OrderStatus.PAID, None)
-    assert map_status("payment_created", "") == (OrderStatus.PROCESSING, None)
+    assert map_status(" Payment_Created ", "COMPLETED") == (PaymentStatus.SUCCEEDED, None)
+    assert map_status("payment_created", "") == (PaymentStatus.PROCESSING, None)

@@ -18,8 +18,9 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from app.providers.base import WebhookHint, WebhookRejected
+from app.providers.base import WebhookHint, WebhookRejected, WebhookRequest
 from app.providers.fintecture.client import FintectureProvider
+from app.providers.fintecture.transport import FintectureTransport
 from app.providers.fintecture.webhooks import verify_webhook
 from tests.support.fintecture import build_delivery as contract_delivery
 from tests.support.fintecture import oaep_sha1
@@ -60,7 +61,11 @@ def verify(
     key: rsa.RSAPrivateKey | None, headers: dict[str, str], body: bytes = FORM_BODY, now: datetime = NOW
 ) -> WebhookHint:
     return verify_webhook(
-        private_key=key, app_id=APP_ID, headers=headers, body=body, now=now, tolerance_seconds=300
+        WebhookRequest("POST", "/webhook", headers, body),
+        private_key=key,
+        app_id=APP_ID,
+        now=now,
+        tolerance_seconds=300,
     )
 
 
@@ -137,14 +142,30 @@ def test_rfc2822_zone_spellings_are_read_as_utc(merchant_key: rsa.RSAPrivateKey,
 
 async def test_the_provider_method_uses_its_key_and_settings(merchant_key: rsa.RSAPrivateKey) -> None:
     async with httpx.AsyncClient() as http:
-        provider = FintectureProvider(
-            http=http, app_id=APP_ID, app_secret="s", base_url="http://127.0.0.1:9", private_key=merchant_key
+        transport = FintectureTransport(
+            http, app_id=APP_ID, app_secret="s", base_url="http://127.0.0.1:9", private_key=merchant_key
         )
-        headers = build_delivery(merchant_key.public_key())
-        hint = provider.verify_webhook(headers, FORM_BODY, NOW)
+        provider = FintectureProvider(transport, webhook_tolerance_seconds=60)
+        request = WebhookRequest(
+            "POST", "/webhooks/fintecture", build_delivery(merchant_key.public_key()), FORM_BODY
+        )
+        hint = provider.verify_webhook(request, NOW)
         assert hint.provider_session_id == "b2bca2bcd3b64a32a7da0766df59a7d2"
+        assert provider.verify_webhook(request, NOW + timedelta(seconds=60)).delivery_id
         with pytest.raises(WebhookRejected, match="outside the accepted window"):
-            provider.verify_webhook(headers, FORM_BODY, NOW + timedelta(hours=1))
+            provider.verify_webhook(request, NOW + timedelta(seconds=61))
+        with pytest.raises(WebhookRejected, match="outside the accepted window"):
+            provider.verify_webhook(request, NOW + timedelta(hours=1))
+
+
+def test_method_and_path_are_not_part_of_what_fintecture_signs(merchant_key: rsa.RSAPrivateKey) -> None:
+    headers = build_delivery(merchant_key.public_key())
+    for method, path in (("POST", "/webhook"), ("PUT", "/elsewhere?x=1")):
+        request = WebhookRequest(method, path, headers, FORM_BODY)
+        hint = verify_webhook(
+            request, private_key=merchant_key, app_id=APP_ID, now=NOW, tolerance_seconds=300
+        )
+        assert hint.delivery_id == "91ef93bd-1f4c-4f8e-9a51-2f1f8c4d9b11"
 
 
 # --- Rejected ----------------------------------------------------------------------------------
@@ -269,6 +290,15 @@ def test_key_id_missing(merchant_key: rsa.RSAPrivateKey) -> None:
 def test_signature_that_does_not_cover_the_digest(merchant_key: rsa.RSAPrivateKey) -> None:
     headers = build_delivery(merchant_key.public_key(), signed_names=("date", "x-request-id"))
     assert rejected(merchant_key, headers) == "Signature does not cover date, digest and x-request-id"
+
+
+def test_a_signed_request_target_is_refused(merchant_key: rsa.RSAPrivateKey) -> None:
+    # Fintecture never signs the method and path of a webhook; a delivery claiming to is not theirs.
+    headers = build_delivery(merchant_key.public_key())
+    headers["Signature"] = headers["Signature"].replace(
+        'headers="date digest x-request-id"', 'headers="(request-target) date digest x-request-id"'
+    )
+    assert rejected(merchant_key, headers) == "unsupported signed pseudo-header (request-target)"
 
 
 def test_listed_order_differs_from_the_encrypted_order(merchant_key: rsa.RSAPrivateKey) -> None:

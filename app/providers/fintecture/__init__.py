@@ -1,0 +1,16 @@
+"""Fintecture (PIS: pay-by-bank sessions) as a provider plug-in."""
+
+from __future__ import annotations
+
+from app.providers.base import ProviderPlugin
+from app.providers.fintecture.client import CAPABILITIES, FintectureProvider, build
+from app.providers.fintecture.settings import FintectureSettings
+
+plugin = ProviderPlugin(
+    name=FintectureProvider.name,
+    settings_class=FintectureSettings,
+    build=build,
+    capabilities=CAPABILITIES,
+)
+
+__all__ = ["FintectureProvider", "FintectureSettings", "plugin"]

@@ -1,13 +1,13 @@
-"""Fintecture session statuses and transfer states mapped onto `OrderStatus`, in one table.
+"""Fintecture session statuses and transfer states mapped onto `PaymentStatus`, in one table.
 
 Source: contracts/fintecture.md §6. The session status is the primary signal; the transfer state
 decides whether a validated payment has actually moved money, and flags the cases an operator must
-look at. Anything undocumented lands in `needs_review`, never in `paid`.
+look at. Anything undocumented lands in `needs_review`, never in `succeeded`.
 """
 
 from __future__ import annotations
 
-from app.orders.states import OrderStatus
+from app.providers.base import PaymentStatus
 
 # --- Documented session statuses (§6) -----------------------------------------------------------
 SESSION_INITIATED = "session_initiated"
@@ -90,12 +90,12 @@ _REVIEW_TRANSFER: dict[str, str] = {
     MULTI_SIGNATURE: "transfer waiting for a multi-signature approval",
 }
 
-Outcome = tuple[OrderStatus, str | None]
+Outcome = tuple[PaymentStatus, str | None]
 
-_AWAITING: Outcome = (OrderStatus.AWAITING_PAYMENT, None)
-_PROCESSING: Outcome = (OrderStatus.PROCESSING, None)
-_PAID: Outcome = (OrderStatus.PAID, None)
-_FAILED: Outcome = (OrderStatus.FAILED, None)
+_OPEN: Outcome = (PaymentStatus.OPEN, None)
+_PROCESSING: Outcome = (PaymentStatus.PROCESSING, None)
+_SUCCEEDED: Outcome = (PaymentStatus.SUCCEEDED, None)
+_FAILED: Outcome = (PaymentStatus.FAILED, None)
 
 # THE table. One row per documented session status:
 #   default       -> outcome when the transfer state is absent or in-flight
@@ -107,63 +107,63 @@ _FAILED: Outcome = (OrderStatus.FAILED, None)
 _TABLE: dict[str, dict[str, Outcome]] = {
     # Payer has not authorised anything yet. A settled transfer state cannot precede the session
     # status in a consistent answer; if it does, money may be moving: do not ship, keep polling.
-    SESSION_INITIATED: {"default": _AWAITING, "settled": _PROCESSING, "stopped": _AWAITING},
-    PROVIDER_REQUIRED: {"default": _AWAITING, "settled": _PROCESSING, "stopped": _AWAITING},
-    SCA_REQUIRED: {"default": _AWAITING, "settled": _PROCESSING, "stopped": _AWAITING},
-    PAYMENT_WAITING: {"default": _AWAITING, "settled": _PROCESSING, "stopped": _AWAITING},
+    SESSION_INITIATED: {"default": _OPEN, "settled": _PROCESSING, "stopped": _OPEN},
+    PROVIDER_REQUIRED: {"default": _OPEN, "settled": _PROCESSING, "stopped": _OPEN},
+    SCA_REQUIRED: {"default": _OPEN, "settled": _PROCESSING, "stopped": _OPEN},
+    PAYMENT_WAITING: {"default": _OPEN, "settled": _PROCESSING, "stopped": _OPEN},
     # Payout sessions: waiting for the payee's IBAN, then executing.
-    IBAN_REQUIRED: {"default": _AWAITING, "settled": _PROCESSING, "stopped": _AWAITING},
+    IBAN_REQUIRED: {"default": _OPEN, "settled": _PROCESSING, "stopped": _OPEN},
     IBAN_RECEIVED: {"default": _PROCESSING, "settled": _PROCESSING, "stopped": _PROCESSING},
     # Bank is processing, outcome unknown: do not ship. A stopped transfer is followed by a final
-    # session status (unsuccessful), which is what moves the order.
+    # session status (unsuccessful), which is what moves the payment.
     PAYMENT_PENDING: {"default": _PROCESSING, "settled": _PROCESSING, "stopped": _PROCESSING},
     # Documented as intermediate ("waiting for the bank or Fintecture"): the poller keeps asking.
-    # Mapped to processing rather than needs_review because needs_review is terminal for an order
+    # Mapped to processing rather than needs_review because needs_review hands the order to a person
     # and this status usually resolves on its own; nothing ships while processing.
     PAYMENT_UNKNOWN: {"default": _PROCESSING, "settled": _PROCESSING, "stopped": _PROCESSING},
-    # Validated by the bank. Paid only once the transfer is executed (completed/sent) or funds are
+    # Validated by the bank. Succeeded only once the transfer is executed (completed/sent) or funds are
     # on the Fintecture account (received); before that: processing. A rejected or cancelled
     # transfer after a validated session contradicts it: an operator decides (never auto-fail,
     # the shopper could pay twice).
     PAYMENT_CREATED: {
         "default": _PROCESSING,
-        "settled": _PAID,
-        "stopped": (OrderStatus.NEEDS_REVIEW, "transfer stopped after the bank validated the payment"),
+        "settled": _SUCCEEDED,
+        "stopped": (PaymentStatus.NEEDS_REVIEW, "transfer stopped after the bank validated the payment"),
     },
     # BNPL: the cover is set up, the merchant is paid by the BNPL partner.
     ORDER_CREATED: {
-        "default": _PAID,
-        "settled": _PAID,
-        "stopped": (OrderStatus.NEEDS_REVIEW, "transfer stopped on a BNPL order"),
+        "default": _SUCCEEDED,
+        "settled": _SUCCEEDED,
+        "stopped": (PaymentStatus.NEEDS_REVIEW, "transfer stopped on a BNPL order"),
     },
     # Rejected by payer or bank. Soft failure: with provider-side retries a later payment_created
     # can arrive on the same session. Settled money on a failed session is a contradiction.
     PAYMENT_UNSUCCESSFUL: {
         "default": _FAILED,
-        "settled": (OrderStatus.NEEDS_REVIEW, "funds moved on an unsuccessful session"),
+        "settled": (PaymentStatus.NEEDS_REVIEW, "funds moved on an unsuccessful session"),
         "stopped": _FAILED,
     },
     PAYMENT_ERROR: {
         "default": _FAILED,
-        "settled": (OrderStatus.NEEDS_REVIEW, "funds moved on a session in error"),
+        "settled": (PaymentStatus.NEEDS_REVIEW, "funds moved on a session in error"),
         "stopped": _FAILED,
     },
     # Cancelled by the merchant / expiry reached; money arriving anyway must be looked at.
     PAYMENT_CANCELLED: {
-        "default": (OrderStatus.CANCELLED, None),
-        "settled": (OrderStatus.NEEDS_REVIEW, "funds moved on a cancelled session"),
-        "stopped": (OrderStatus.CANCELLED, None),
+        "default": (PaymentStatus.CANCELLED, None),
+        "settled": (PaymentStatus.NEEDS_REVIEW, "funds moved on a cancelled session"),
+        "stopped": (PaymentStatus.CANCELLED, None),
     },
     PAYMENT_EXPIRED: {
-        "default": (OrderStatus.EXPIRED, None),
-        "settled": (OrderStatus.NEEDS_REVIEW, "funds moved on an expired session"),
-        "stopped": (OrderStatus.EXPIRED, None),
+        "default": (PaymentStatus.EXPIRED, None),
+        "settled": (PaymentStatus.NEEDS_REVIEW, "funds moved on an expired session"),
+        "stopped": (PaymentStatus.EXPIRED, None),
     },
     # Smart Transfer: less than expected received so far (more may come). A person decides.
     PAYMENT_PARTIAL: {
-        "default": (OrderStatus.NEEDS_REVIEW, "partial payment received"),
-        "settled": (OrderStatus.NEEDS_REVIEW, "partial payment received"),
-        "stopped": (OrderStatus.NEEDS_REVIEW, "partial payment received"),
+        "default": (PaymentStatus.NEEDS_REVIEW, "partial payment received"),
+        "settled": (PaymentStatus.NEEDS_REVIEW, "partial payment received"),
+        "stopped": (PaymentStatus.NEEDS_REVIEW, "partial payment received"),
     },
 }
 
@@ -178,12 +178,12 @@ def _normalise(value: str | None) -> str | None:
 
 
 def map_status(session_status: str, transfer_state: str | None) -> Outcome:
-    """Normalised status and, for needs_review, the reason. Total: never raises, never guesses paid."""
+    """Normalised status and, for needs_review, the reason. Total: never raises, never guesses succeeded."""
     status = _normalise(session_status)
     transfer = _normalise(transfer_state)
     row = _TABLE.get(status or "")
     if row is None:
-        return OrderStatus.NEEDS_REVIEW, f"unknown provider status {session_status!r}"
+        return PaymentStatus.NEEDS_REVIEW, f"unknown provider status {session_status!r}"
     if transfer is None or transfer in IN_FLIGHT:
         return row["default"]
     if transfer in SETTLED:
@@ -191,5 +191,5 @@ def map_status(session_status: str, transfer_state: str | None) -> Outcome:
     if transfer in STOPPED:
         return row["stopped"]
     if transfer in _REVIEW_TRANSFER:
-        return OrderStatus.NEEDS_REVIEW, _REVIEW_TRANSFER[transfer]
-    return OrderStatus.NEEDS_REVIEW, f"unknown provider transfer state {transfer_state!r}"
+        return PaymentStatus.NEEDS_REVIEW, _REVIEW_TRANSFER[transfer]
+    return PaymentStatus.NEEDS_REVIEW, f"unknown provider transfer state {transfer_state!r}"

@@ -1,6 +1,7 @@
 """Verification of Fintecture webhooks (contracts/fintecture.md §3, "recommended merchant verification").
 
-Pure: headers, raw body bytes and the current time in, a `WebhookHint` or `WebhookRejected` out.
+Pure: the request as received (headers, raw body bytes) and the current time in, a `WebhookHint`
+or `WebhookRejected` out.
 The digest is computed over the raw bytes received (never over a re-encoded form), the date is
 checked in both directions, and every check that fails gives a short reason that is safe to log.
 """
@@ -20,7 +21,7 @@ from urllib.parse import parse_qsl
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.providers.base import WebhookHint, WebhookRejected
+from app.providers.base import WebhookHint, WebhookRejected, WebhookRequest
 from app.providers.fintecture.signing import (
     SIGNATURE_ALGORITHM,
     WEBHOOK_SIGNED_HEADERS,
@@ -102,18 +103,23 @@ def _parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
 
 
 def verify_webhook(
+    request: WebhookRequest,
     *,
     private_key: rsa.RSAPrivateKey | None,
     app_id: str,
-    headers: Mapping[str, str],
-    body: bytes,
     now: datetime,
     tolerance_seconds: int,
 ) -> WebhookHint:
-    """Authenticate one delivery and say which session it is about. Raises WebhookRejected."""
+    """Authenticate one delivery and say which session it is about. Raises WebhookRejected.
+
+    Only the headers and the raw body are checked: Fintecture signs neither the method nor the
+    path (no `(request-target)` in a webhook's signed header list), so `request.method` and
+    `request.path` play no part, and a signed pseudo-header is refused below.
+    """
     if private_key is None:
         raise WebhookRejected("webhook verification key not configured")
-    lowered = _lower_headers(headers)
+    body = request.raw_body
+    lowered = _lower_headers(request.headers)
     for name in ("signature", *WEBHOOK_SIGNED_HEADERS):
         if not lowered.get(name, "").strip():
             raise WebhookRejected(f"missing {name} header")
