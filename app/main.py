@@ -33,7 +33,7 @@ def create_app(
     settings: Settings | None = None, provider_settings: Sequence[ProviderSettings] = ()
 ) -> FastAPI:
     """`provider_settings` supplies a provider's settings instead of reading them from the
-    environment (each provider reads its own, e.g. FINTECTURE_*)."""
+    environment (each provider reads its own, under its own prefix)."""
     settings = settings or Settings()
     providers_config = registry.load_provider_settings(provider_settings)
     registry.check(settings, providers_config)

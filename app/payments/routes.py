@@ -106,8 +106,8 @@ def _rejection_page(message: str) -> HTMLResponse:
     "/callback",
     summary="Where the provider sends the payer back",
     description=(
-        "The provider's return parameters (Fintecture: `state` and `session_id`) must match a stored "
-        "session: `state` the one sent for it, and the provider's id that session's. The status in "
+        "The provider's return parameters (our `state` and the provider's session id) must match a "
+        "stored session: `state` the one sent for it, and the provider's id that session's. The status in "
         "the query is ignored: the provider is asked. Redirects (303) to STOREFRONT_URL with "
         "`order_id` and `status`; a link that matches nothing gets a 400 page and writes nothing."
     ),

@@ -8,12 +8,15 @@ from app.models import PaymentSession
 from app.orders.states import OrderStatus
 from app.payments.states import ORDER_STATUS_FOR
 from app.providers.base import PaymentStatus
+from app.providers.registry import PLUGINS
+
+EXAMPLE_PROVIDER = PLUGINS[0].name
 
 
 class PaymentSessionRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"provider": "fintecture", "language": "fr", "bank_id": "ftecfr"}]},
+        json_schema_extra={"examples": [{"provider": EXAMPLE_PROVIDER, "language": "fr", "bank_id": "ftecfr"}]},
     )
 
     provider: str | None = Field(
@@ -36,11 +39,11 @@ class PaymentSessionResponse(BaseModel):
             "examples": [
                 {
                     "session_id": "5b1c0a64-3f5e-4a53-9a57-0c1f2f6b1f11",
-                    "provider": "fintecture",
+                    "provider": EXAMPLE_PROVIDER,
                     "provider_session_id": "b2bca2bcd3b64a32a7e5d6d9b0c1e2f3",
                     "status": "awaiting_payment",
                     "payment_status": "open",
-                    "connect_url": "https://connect.fintecture.com/v2/b2bca2bc",
+                    "connect_url": "https://pay.example.com/v2/b2bca2bc",
                     "expires_at": "2026-11-21T10:30:00+00:00",
                 }
             ]

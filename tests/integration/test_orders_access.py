@@ -120,9 +120,10 @@ async def test_get_order_for_bearer(
     first, second = orders
     async with sessionmaker() as session:
         order = await get_order_for_bearer(
-            session, first["id"], first["access_token"], settings, for_update=True
+            session, first["id"], first["access_token"], settings, with_lines=True
         )
         assert order.reference == first["reference"]
+        assert [line.sku for line in order.lines] == [line["sku"] for line in first["lines"]]
         admin = settings.admin_api_key.get_secret_value()
         assert (await get_order_for_bearer(session, second["id"], admin, settings)).reference == second[
             "reference"
