@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.payments.workers import PaymentWorkers
@@ -16,6 +16,11 @@ from app.providers.base import Provider
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def _engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
 
 
 def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -46,6 +51,7 @@ async def _request_session(
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
+EngineDep = Annotated[AsyncEngine, Depends(_engine)]
 SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 ProvidersDep = Annotated[Mapping[str, Provider], Depends(_providers)]

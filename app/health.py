@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from app.deps import EngineDep
 from app.migrations_info import head_revision
 
 router = APIRouter(tags=["health"])
@@ -19,11 +20,11 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="The database is reachable and migrated to head")
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(engine: EngineDep) -> JSONResponse:
     body: dict[str, Any] = {"status": "ready", "database": "ok"}
     expected = head_revision()
     try:
-        async with request.app.state.engine.connect() as conn:
+        async with engine.connect() as conn:
             has_table = (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar()
             current = None
             if has_table is not None:

@@ -25,6 +25,7 @@ from app.db import create_sessionmaker
 from app.devdb import start_embedded_postgres, with_database
 from app.main import create_app
 from app.migrations_info import alembic_config
+from app.providers.fintecture.settings import FintectureSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
@@ -117,7 +118,9 @@ def settings(database_url: str, clean_database: str) -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
+    # No provider: the integration tests that need one build it themselves; a developer's `.env`
+    # must not configure one behind their back.
+    application = create_app(settings, [FintectureSettings(_env_file=None)])  # type: ignore[call-arg]
     async with application.router.lifespan_context(application):
         yield application
 

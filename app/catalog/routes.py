@@ -22,7 +22,7 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 @router.get("/products", summary="Active products, by name", response_model=ProductList)
 async def list_products(session: DbSession) -> ProductList:
     products = await repository.list_active_products(session)
-    return ProductList(items=[ProductOut.of(product) for product in products])
+    return ProductList(items=[ProductOut.model_validate(product) for product in products])
 
 
 @router.put(
@@ -45,4 +45,4 @@ async def put_product(
 ) -> ProductOut:
     product, created = await repository.upsert_product(session, sku, body)
     response.status_code = 201 if created else 200
-    return ProductOut.of(product)
+    return ProductOut.model_validate(product)

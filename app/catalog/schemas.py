@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, computed_field
 
-from app.models import Product
 from app.money import CURRENCY_EXPONENTS, format_amount
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -64,6 +63,7 @@ class ProductUpsert(BaseModel):
 
 class ProductOut(BaseModel):
     model_config = ConfigDict(
+        from_attributes=True,
         json_schema_extra={
             "examples": [
                 {
@@ -76,28 +76,20 @@ class ProductOut(BaseModel):
                     "active": True,
                 }
             ]
-        }
+        },
     )
 
     sku: str
     name: str
     description: str
     unit_amount: int = Field(description="Price of one unit in minor units")
-    amount: str = Field(description='The same price as a decimal string, e.g. "24.50"')
     currency: str
     active: bool
 
-    @classmethod
-    def of(cls, product: Product) -> ProductOut:
-        return cls(
-            sku=product.sku,
-            name=product.name,
-            description=product.description,
-            unit_amount=product.unit_amount,
-            amount=format_amount(product.unit_amount, product.currency),
-            currency=product.currency,
-            active=product.active,
-        )
+    @computed_field(description='The same price as a decimal string, e.g. "24.50"')  # type: ignore[prop-decorator]
+    @property
+    def amount(self) -> str:
+        return format_amount(self.unit_amount, self.currency)
 
 
 class ProductList(BaseModel):

@@ -108,4 +108,6 @@ async def list_orders(
     ] = None,
 ) -> OrderPage:
     page = await service.list_orders(session, status=status, reference=reference, limit=limit, cursor=cursor)
-    return OrderPage(items=[OrderSummary.model_validate(order) for order in page.orders], next_cursor=page.next_cursor)
+    return OrderPage(
+        items=[OrderSummary.model_validate(order) for order in page.orders], next_cursor=page.next_cursor
+    )

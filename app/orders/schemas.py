@@ -248,7 +248,9 @@ class OrderOut(BaseModel):
                 address=AddressOut.model_validate(order.customer_address) if order.customer_address else None,
             ),
             payment=PaymentSummary.model_validate(payment) if payment else None,
-            transitions=[TransitionOut.model_validate(t) for t in transitions] if transitions is not None else None,
+            transitions=[TransitionOut.model_validate(t) for t in transitions]
+            if transitions is not None
+            else None,
             created_at=order.created_at,
             updated_at=order.updated_at,
         )

@@ -103,4 +103,3 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
 def can_move(current: OrderStatus | str, target: OrderStatus | str) -> bool:
     """True when `current` -> `target` is a real move the machine allows (never a self-move)."""
     return OrderStatus(target) in ALLOWED[OrderStatus(current)]
-

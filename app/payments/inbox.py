@@ -123,7 +123,9 @@ class InboxProcessor:
         if not group.provider_session_id:
             raise LookupError("the delivery names no payment session")
         async with self.sessionmaker() as db:
-            session = await repository.find_session_by_provider_id(db, group.provider, group.provider_session_id)
+            session = await repository.find_session_by_provider_id(
+                db, group.provider, group.provider_session_id
+            )
         if session is None:
             # The webhook can overtake our own commit of the session; try again later.
             raise LookupError(f"no payment session {group.provider_session_id[:_MAX_TEXT]!r} yet")
@@ -158,7 +160,9 @@ class InboxProcessor:
                     log.error("webhook_event_gave_up", event_id=event.id, error=error)
                 else:
                     event.next_attempt_at = now + _backoff(event.attempts)
-                    log.warning("webhook_event_retry", event_id=event.id, attempts=event.attempts, error=error)
+                    log.warning(
+                        "webhook_event_retry", event_id=event.id, attempts=event.attempts, error=error
+                    )
         return outcome
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +28,10 @@ async def lock_order(db: AsyncSession, order_id: uuid.UUID) -> Order:
     """The order row, locked for this transaction and re-read (another writer may just have committed)."""
     return (
         await db.execute(
-            select(Order).where(Order.id == order_id).with_for_update().execution_options(populate_existing=True)
+            select(Order)
+            .where(Order.id == order_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
     ).scalar_one()
 
@@ -52,7 +55,7 @@ async def get_session(db: AsyncSession, session_id: uuid.UUID) -> PaymentSession
     return await db.get(PaymentSession, session_id, populate_existing=True)
 
 
-def latest_session_query(order_id: uuid.UUID) -> Any:
+def latest_session_query(order_id: uuid.UUID) -> Select[PaymentSession]:
     """The order's most recent session opened at a provider: the one that drives the order's open
     state (a reservation the provider never confirmed does not count)."""
     return (
@@ -173,7 +176,11 @@ async def insert_event(db: AsyncSession, values: dict[str, Any]) -> bool:
 
 
 def _owner_lock_id(provider: str, provider_session_id: str | None, event_id: int) -> int:
-    key = f"inbox\x00{provider}\x00{provider_session_id}" if provider_session_id else f"inbox-event\x00{event_id}"
+    key = (
+        f"inbox\x00{provider}\x00{provider_session_id}"
+        if provider_session_id
+        else f"inbox-event\x00{event_id}"
+    )
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 

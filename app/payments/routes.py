@@ -73,7 +73,10 @@ async def create_payment_session(
             payer_ip=request.client.host if request.client else None,
         ),
     )
-    status, payload = (201 if created else 200), PaymentSessionResponse.of(session).model_dump(mode="json")
+    status, payload = (
+        (201 if created else 200),
+        PaymentSessionResponse.model_validate(session).model_dump(mode="json"),
+    )
     replayed = False
     if idempotency_key is not None:
         async with sessionmaker() as db, db.begin():
@@ -127,7 +130,9 @@ async def callback(
         )
     except service.CallbackRejected as exc:
         return _rejection_page(str(exc))
-    target = _storefront_redirect(settings.storefront_url, order_id=str(outcome.order_id), status=outcome.status)
+    target = _storefront_redirect(
+        settings.storefront_url, order_id=str(outcome.order_id), status=outcome.status
+    )
     return RedirectResponse(target, status_code=303)
 
 

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from app.models import PaymentSession
 from app.orders.states import OrderStatus
 from app.payments.states import ORDER_STATUS_FOR
 from app.providers.base import PaymentStatus
@@ -16,7 +16,9 @@ EXAMPLE_PROVIDER = PLUGINS[0].name
 class PaymentSessionRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"provider": EXAMPLE_PROVIDER, "language": "fr", "bank_id": "ftecfr"}]},
+        json_schema_extra={
+            "examples": [{"provider": EXAMPLE_PROVIDER, "language": "fr", "bank_id": "ftecfr"}]
+        },
     )
 
     provider: str | None = Field(
@@ -50,26 +52,19 @@ class PaymentSessionResponse(BaseModel):
         },
     )
 
-    session_id: str
+    session_id: uuid.UUID = Field(validation_alias="id")
     provider: str
     provider_session_id: str
-    status: OrderStatus = Field(description="What this session means for the order (the order's vocabulary)")
-    payment_status: PaymentStatus = Field(description="The payment's own, provider-neutral status")
+    payment_status: PaymentStatus = Field(
+        validation_alias="status", description="The payment's own, provider-neutral status"
+    )
     connect_url: str = Field(description="The provider's hosted page: send the payer there")
     expires_at: datetime
 
-    @classmethod
-    def of(cls, session: PaymentSession) -> PaymentSessionResponse:
-        assert session.provider_session_id is not None and session.connect_url is not None
-        return cls(
-            session_id=str(session.id),
-            provider=session.provider,
-            provider_session_id=session.provider_session_id,
-            status=ORDER_STATUS_FOR[session.status],
-            payment_status=session.status,
-            connect_url=session.connect_url,
-            expires_at=session.expires_at,
-        )
+    @computed_field(description="What this session means for the order (the order's vocabulary)")  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> OrderStatus:
+        return ORDER_STATUS_FOR[self.payment_status]
 
 
 class WebhookAck(BaseModel):

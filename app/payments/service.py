@@ -73,7 +73,9 @@ def reservation_timeout(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.provider_timeout_seconds * attempts + 5)
 
 
-def _session_request(order: Order, state_token: str, settings: Settings, options: SessionOptions) -> SessionRequest:
+def _session_request(
+    order: Order, state_token: str, settings: Settings, options: SessionOptions
+) -> SessionRequest:
     return SessionRequest(
         amount=to_decimal(order.total_amount, order.currency),
         currency=order.currency,
@@ -184,7 +186,9 @@ async def open_session(
         session = await writer.attach_session(db, found.session_id, created)
     if session is None:  # declared abandoned while the provider answered: very slow provider
         raise ApiError(503, "provider_unavailable", "the payment provider answered too late; try again")
-    log.info("payment_session_opened", order_id=str(order_id), provider_session_id=created.provider_session_id)
+    log.info(
+        "payment_session_opened", order_id=str(order_id), provider_session_id=created.provider_session_id
+    )
     return session, True
 
 
@@ -199,10 +203,12 @@ class Observation:
     observed_at: datetime
 
 
-async def observe(provider: Provider, provider_session_id: str, *, timeout: float | None = None) -> Observation:
-    """Ask the provider (no transaction may be open). TimeoutError past `timeout`."""
+async def observe(
+    provider: Provider, provider_session_id: str, *, max_wait: float | None = None
+) -> Observation:
+    """Ask the provider (no transaction may be open). TimeoutError past `max_wait` seconds."""
     observed_at = utcnow()
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(max_wait):
         snapshot = await provider.get_payment(provider_session_id)
     return Observation(snapshot, observed_at)
 
@@ -226,7 +232,10 @@ async def apply_observation(
         and observation.snapshot.status is PaymentStatus.OPEN
         and session.expires_at + EXPIRY_GRACE < observation.observed_at
     ):
-        override, reason = PaymentStatus.EXPIRED, "provider still awaiting the payer after the session expired"
+        override, reason = (
+            PaymentStatus.EXPIRED,
+            "provider still awaiting the payer after the session expired",
+        )
     return await writer.apply(
         db,
         session.id,
@@ -238,7 +247,9 @@ async def apply_observation(
     )
 
 
-async def load_session(sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID) -> PaymentSession:
+async def load_session(
+    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID
+) -> PaymentSession:
     async with sessionmaker() as db:
         session = await repository.get_session(db, session_id)
     if session is None:
@@ -263,9 +274,11 @@ async def sync_session(
     if session.provider_session_id is None:
         raise LookupError("this payment session was never opened at the provider")
     provider = get_provider(providers, session.provider)
-    observation = await observe(provider, session.provider_session_id, timeout=provider_timeout)
+    observation = await observe(provider, session.provider_session_id, max_wait=provider_timeout)
     async with transaction(sessionmaker) as db:
-        return await apply_observation(db, session, observation, source=source, expire_if_stale=expire_if_stale)
+        return await apply_observation(
+            db, session, observation, source=source, expire_if_stale=expire_if_stale
+        )
 
 
 async def sync_latest_session(
@@ -328,7 +341,11 @@ async def handle_callback(
         raise CallbackRejected("this payment link does not match a payment we started")
     try:
         result = await sync_session(
-            sessionmaker, session, providers, source=TransitionSource.CALLBACK, provider_timeout=provider_timeout
+            sessionmaker,
+            session,
+            providers,
+            source=TransitionSource.CALLBACK,
+            provider_timeout=provider_timeout,
         )
     except Exception as exc:  # the payer never sees a 500
         # The webhook or the sweeper finishes the job; meanwhile show what we know.
@@ -343,7 +360,11 @@ async def _shown_status(sessionmaker: async_sessionmaker[AsyncSession], order_id
             order = await db.get(Order, order_id)
     except Exception:  # the database may be what failed
         return OrderStatus.PROCESSING.value
-    if order is None or order.status in (OrderStatus.PENDING, OrderStatus.AWAITING_PAYMENT, OrderStatus.PROCESSING):
+    if order is None or order.status in (
+        OrderStatus.PENDING,
+        OrderStatus.AWAITING_PAYMENT,
+        OrderStatus.PROCESSING,
+    ):
         return OrderStatus.PROCESSING.value
     return order.status.value
 

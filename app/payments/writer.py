@@ -77,7 +77,9 @@ def _transition(
 def order_created(db: AsyncSession, order: Order) -> None:
     """A new order starts `pending`; its first transition says so."""
     db.add(
-        OrderTransition(order_id=order.id, from_status=None, to_status=order.status, source=TransitionSource.API)
+        OrderTransition(
+            order_id=order.id, from_status=None, to_status=order.status, source=TransitionSource.API
+        )
     )
 
 
@@ -200,7 +202,8 @@ async def apply(
     # slow, e.g. retried): keep it only when it moves the session strictly forward.
     stale = session.snapshot_observed_at is not None and observed_at < session.snapshot_observed_at
     if stale and not (
-        payment_states.RANK[target] > payment_states.RANK[current] and payment_states.can_move(current, target)
+        payment_states.RANK[target] > payment_states.RANK[current]
+        and payment_states.can_move(current, target)
     ):
         return ApplyResult(order_status, current, order_changed=False, stale=True)
 
@@ -214,7 +217,10 @@ async def apply(
     session.sync_attempts = 0
     session.last_sync_error = None
 
-    if current is PaymentStatus.SUCCEEDED and target not in (PaymentStatus.SUCCEEDED, PaymentStatus.NEEDS_REVIEW):
+    if current is PaymentStatus.SUCCEEDED and target not in (
+        PaymentStatus.SUCCEEDED,
+        PaymentStatus.NEEDS_REVIEW,
+    ):
         # The provider itself now says something other than paid about a paid session.
         target = PaymentStatus.NEEDS_REVIEW
         reason = f"provider regression after {ORDER_STATUS_FOR[current].value}: {snapshot.raw_status}"
@@ -234,7 +240,10 @@ async def apply(
         elif order_status in PAID_FAMILY:
             order_target, reason = OrderStatus.NEEDS_REVIEW, "order paid twice, by two payment sessions"
         else:
-            order_target, reason = OrderStatus.NEEDS_REVIEW, f"payment received on a {order_status.value} order"
+            order_target, reason = (
+                OrderStatus.NEEDS_REVIEW,
+                f"payment received on a {order_status.value} order",
+            )
     drives_order = order_target in (OrderStatus.PAID, OrderStatus.NEEDS_REVIEW) or (
         await repository.latest_session_id(db, order.id) == session.id
     )

@@ -94,7 +94,9 @@ async def test_a_killed_workers_leases_expire_and_each_event_is_applied_once(
     async with stack.sessionmaker() as db:
         events = list(await db.scalars(select(ProviderEvent)))
         paid = await db.scalar(
-            select(func.count()).select_from(OrderTransition).where(OrderTransition.to_status == OrderStatus.PAID)
+            select(func.count())
+            .select_from(OrderTransition)
+            .where(OrderTransition.to_status == OrderStatus.PAID)
         )
     assert [(e.outcome, e.attempts) for e in events] == [(InboxOutcome.APPLIED, 2)] * 3
     assert paid == 3

@@ -27,7 +27,10 @@ async def test_a_double_click_while_the_provider_is_slow_opens_one_session(stack
     connects = [r for r in await stack.api_requests() if r["path"].startswith("/pis/v2/connect")]
     assert len(connects) == 1
     assert await stack.count(PaymentSession) == 1
-    assert await stack.transitions(order["id"]) == [(None, "pending", "api"), ("pending", "awaiting_payment", "api")]
+    assert await stack.transitions(order["id"]) == [
+        (None, "pending", "api"),
+        ("pending", "awaiting_payment", "api"),
+    ]
 
 
 async def test_a_refused_session_leaves_the_order_pending_and_payable(stack: Stack) -> None:
@@ -75,7 +78,10 @@ async def test_a_reservation_abandoned_by_a_dead_process_is_failed_and_replaced(
         rows = {row.state_token: row for row in await db.scalars(select(PaymentSession))}
     assert rows["state-of-a-dead-process"].status is PaymentStatus.FAILED
     assert "abandoned" in (rows["state-of-a-dead-process"].last_sync_error or "")
-    assert str(next(r.id for r in rows.values() if r.status is PaymentStatus.OPEN)) == opened.json()["session_id"]
+    assert (
+        str(next(r.id for r in rows.values() if r.status is PaymentStatus.OPEN))
+        == opened.json()["session_id"]
+    )
 
     # The sweeper does the same for a reservation nobody comes back to.
     async with stack.sessionmaker() as db, db.begin():
@@ -88,12 +94,17 @@ async def test_a_reservation_abandoned_by_a_dead_process_is_failed_and_replaced(
     assert swept.abandoned == 1
 
 
-async def test_a_slow_provider_with_a_small_pool_gives_no_5xx_and_stays_ready(stack_factory: StackFactory) -> None:
+async def test_a_slow_provider_with_a_small_pool_gives_no_5xx_and_stays_ready(
+    stack_factory: StackFactory,
+) -> None:
     """100 session opens, 100 callbacks and their webhooks at once while every provider call takes
     4.5 s, on a pool of 5 connections: every answer is a success, /readyz stays 200 throughout, and
     every order is paid exactly once."""
     stack = await stack_factory(
-        database_pool_size=5, callback_provider_timeout_seconds=9, inbox_concurrency=50, provider_timeout_seconds=10
+        database_pool_size=5,
+        callback_provider_timeout_seconds=9,
+        inbox_concurrency=50,
+        provider_timeout_seconds=10,
     )
     orders = [await stack.create_order() for _ in range(100)]
     await stack.faults(api_latency={"seconds": SLOW})
@@ -113,7 +124,9 @@ async def test_a_slow_provider_with_a_small_pool_gives_no_5xx_and_stays_ready(st
         assert [r.status_code for r in opened] == [201] * 100, {r.status_code: r.text for r in opened}
         sessions = [r.json() for r in opened]
 
-        returns = await asyncio.gather(*(stack.complete(s["provider_session_id"], "confirm") for s in sessions))
+        returns = await asyncio.gather(
+            *(stack.complete(s["provider_session_id"], "confirm") for s in sessions)
+        )
         callbacks = await asyncio.gather(*(stack.follow_callback(url) for url in returns))
         assert [r.status_code for r in callbacks] == [303] * 100
         shown = {query_of(r.headers["location"])["status"] for r in callbacks}
@@ -132,8 +145,12 @@ async def test_a_slow_provider_with_a_small_pool_gives_no_5xx_and_stays_ready(st
 
     async with stack.sessionmaker() as db:
         paid = (
-            await db.execute(
-                select(OrderTransition.order_id).where(OrderTransition.to_status == OrderStatus.PAID)
+            (
+                await db.execute(
+                    select(OrderTransition.order_id).where(OrderTransition.to_status == OrderStatus.PAID)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     assert sorted(str(order_id) for order_id in paid) == sorted(order["id"] for order in orders)

@@ -14,8 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select, update
 
-from app.models import Order, PaymentSession, ProviderEvent
-from app.orders.states import OrderStatus
+from app.models import Order, ProviderEvent
 from app.payments import writer
 from app.providers.base import Payer, SessionRequest
 from tests.e2e.conftest import APP_ID, Stack
@@ -182,7 +181,12 @@ async def test_delivery_for_a_session_not_known_yet_is_retried_not_dropped(stack
         order_row = await db.get(Order, uuid.UUID(order["id"]))
         assert order_row is not None
         reserved = writer.reserve_session(
-            db, order_row, provider="fintecture", state_token=state, now=datetime.now(UTC), expiry_seconds=1800
+            db,
+            order_row,
+            provider="fintecture",
+            state_token=state,
+            now=datetime.now(UTC),
+            expiry_seconds=1800,
         )
         await db.flush()
         await writer.attach_session(db, reserved.id, created)

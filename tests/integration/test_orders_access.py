@@ -155,7 +155,9 @@ async def test_latest_payment_session_is_summarised(
     now = datetime.now(UTC)
     older = _session(first["id"], "sess-old", now - timedelta(minutes=10), status=PaymentStatus.EXPIRED)
     newer = _session(first["id"], "sess-new", now, status=PaymentStatus.OPEN)
-    other_order = _session(second["id"], "sess-other", now + timedelta(minutes=1), status=PaymentStatus.SUCCEEDED)
+    other_order = _session(
+        second["id"], "sess-other", now + timedelta(minutes=1), status=PaymentStatus.SUCCEEDED
+    )
     async with sessionmaker() as session, session.begin():
         session.add_all([older, newer, other_order])
         await session.flush()
@@ -190,7 +192,9 @@ async def test_latest_payment_session_is_summarised(
     ]
 
 
-def _session(order_id: str, provider_session_id: str, created_at: datetime, *, status: PaymentStatus) -> PaymentSession:
+def _session(
+    order_id: str, provider_session_id: str, created_at: datetime, *, status: PaymentStatus
+) -> PaymentSession:
     return PaymentSession(
         id=uuid.uuid4(),
         order_id=uuid.UUID(order_id),

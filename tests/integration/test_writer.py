@@ -183,7 +183,9 @@ async def test_money_mismatch_is_never_paid(
     sessionmaker: async_sessionmaker[AsyncSession], override: dict[str, object], reason_part: str
 ) -> None:
     order_id, [sid] = await make_order(sessionmaker)
-    snap = await snapshot_for(sessionmaker, sid, PaymentStatus.SUCCEEDED, "payment_created", "completed", **override)
+    snap = await snapshot_for(
+        sessionmaker, sid, PaymentStatus.SUCCEEDED, "payment_created", "completed", **override
+    )
     await apply(sessionmaker, sid, snap)
     async with sessionmaker() as db:
         order = await db.get(Order, order_id)
