@@ -97,6 +97,16 @@ def _session_request(
     )
 
 
+def _payable(status: OrderStatus) -> bool:
+    return status in RETRYABLE or status is OrderStatus.AWAITING_PAYMENT
+
+
+def _not_payable(status: OrderStatus) -> ApiError:
+    return ApiError(
+        409, "order_not_payable", f"order is {status.value}; no new payment session can be opened"
+    )
+
+
 @dataclass(frozen=True)
 class _Reserved:
     session_id: uuid.UUID
@@ -117,10 +127,8 @@ async def _reserve_or_find(
         if existing.created_at > now - reservation_timeout(settings):
             return None
         await writer.fail_reservation(db, existing.id, "abandoned: the process opening it stopped")
-    if order.status not in RETRYABLE and order.status is not OrderStatus.AWAITING_PAYMENT:
-        raise ApiError(
-            409, "order_not_payable", f"order is {order.status.value}; no new payment session can be opened"
-        )
+    if not _payable(order.status):
+        raise _not_payable(order.status)
     state_token = secrets.token_urlsafe(32)
     session = writer.reserve_session(
         db,
@@ -183,9 +191,13 @@ async def open_session(
         raise
 
     async with transaction(sessionmaker) as db:
-        session = await writer.attach_session(db, found.session_id, created)
-    if session is None:  # declared abandoned while the provider answered: very slow provider
+        attached = await writer.attach_session(db, found.session_id, created)
+    if attached is None:  # declared abandoned while the provider answered: very slow provider
         raise ApiError(503, "provider_unavailable", "the payment provider answered too late; try again")
+    session, order_status = attached
+    if not _payable(order_status):
+        # Another session settled the order while this one was opened: never send the payer to pay twice.
+        raise _not_payable(order_status)
     log.info(
         "payment_session_opened", order_id=str(order_id), provider_session_id=created.provider_session_id
     )

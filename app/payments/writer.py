@@ -116,9 +116,11 @@ def reserve_session(
 
 async def attach_session(
     db: AsyncSession, session_id: uuid.UUID, created: CreatedSession
-) -> PaymentSession | None:
+) -> tuple[PaymentSession, OrderStatus] | None:
     """The provider opened the reserved session: record its id and page, and the order awaits payment.
 
+    Returns the session and the order's status: an earlier session may have settled the order
+    while this one was being opened (the id is recorded all the same, so a payment on it is seen).
     None when the reservation is no longer `creating` (declared abandoned meanwhile).
     """
     order_id = await repository.order_id_of_session(db, session_id)
@@ -135,7 +137,7 @@ async def attach_session(
     if order_states.can_move(order.status, OrderStatus.AWAITING_PAYMENT):
         _transition(db, order, OrderStatus.AWAITING_PAYMENT, source=TransitionSource.API, session=session)
     await db.flush()
-    return session
+    return session, order.status
 
 
 async def fail_reservation(db: AsyncSession, session_id: uuid.UUID, error: str) -> bool:

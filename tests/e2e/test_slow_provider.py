@@ -154,3 +154,28 @@ async def test_a_slow_provider_with_a_small_pool_gives_no_5xx_and_stays_ready(
             .all()
         )
     assert sorted(str(order_id) for order_id in paid) == sorted(order["id"] for order in orders)
+
+
+async def test_an_order_settled_while_a_new_session_opens_is_not_offered_again(stack: Stack) -> None:
+    """The first session fails, the payer asks for a new one, and while the provider is opening it
+    the first session succeeds after all: the new session is recorded (a payment on it would be
+    seen) but the payer is not sent to pay twice."""
+    order, first = await stack.paying_order()
+    await stack.follow_callback(await stack.complete(first["provider_session_id"], "reject"))
+    assert await stack.order_status(order["id"]) == "failed"
+
+    await stack.faults(api_latency={"seconds": 1.5, "path_prefix": "/pis/v2/connect"})
+    second = asyncio.create_task(stack.open_session(order))
+    await asyncio.sleep(0.5)  # the second session is reserved and at the provider
+    await stack.drive(first["provider_session_id"], "payment_created", "completed")
+    synced = await stack.http.post(f"{stack.service_url}/orders/{order['id']}/sync", headers=stack.admin)
+    assert synced.status_code == 200 and synced.json()["status"] == "paid"
+
+    refused = await second
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "order_not_payable"
+    assert await stack.order_status(order["id"]) == "paid"
+    async with stack.sessionmaker() as db:
+        sessions = list(await db.scalars(select(PaymentSession).order_by(PaymentSession.created_at)))
+    assert [s.status for s in sessions] == [PaymentStatus.SUCCEEDED, PaymentStatus.OPEN]
+    assert sessions[1].provider_session_id is not None
