@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
@@ -31,3 +35,12 @@ def settings_classes() -> list[type[BaseSettings]]:
 
 def every_env_name() -> set[str]:
     return {name for cls in settings_classes() for names in env_names(cls).values() for name in names}
+
+
+@pytest.fixture
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No setting leaks in from the machine's environment or a developer's .env."""
+    for name in every_env_name():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,19 +33,14 @@ from app.providers.base import (
 )
 from app.providers.fintecture import FintectureProvider, FintectureSettings
 from app.providers.fintecture.signing import generate_key_pair_pem
-from tests.support.settings_env import every_env_name
+from tests.support.settings_env import isolated_environment  # noqa: F401 - used through pytestmark
 
 APP_ID = "2dfdcf57-5b2f-4309-846f-913d0b2802cf"
 BROKEN_PEM = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"
 ADMIN_KEY = "k3Yq9v2LwXp8Rt5Zb7Nc4Md6"
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in every_env_name():
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    yield
+pytestmark = pytest.mark.usefixtures("isolated_environment")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ together by `registry.check`, which `create_app` calls before anything starts.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,18 @@ from app.main import create_app
 from app.providers import registry
 from app.providers.base import ProviderSettings
 from app.providers.fintecture import FintectureProvider, FintectureSettings
-from tests.support.settings_env import env_names, every_env_name, settings_classes
+from tests.support.settings_env import (  # noqa: F401 - isolated_environment is used through pytestmark
+    env_names,
+    every_env_name,
+    isolated_environment,
+    settings_classes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "fintecture_"
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No setting leaks in from the machine's environment or a developer's .env."""
-    for name in every_env_name():
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    yield
+pytestmark = pytest.mark.usefixtures("isolated_environment")
 
 
 @pytest.fixture(scope="module")
