@@ -12,12 +12,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from simulator import routes_connect, routes_control, routes_oauth, routes_pis
+from simulator import routes_control
 from simulator.config import SimulatorConfig
-from simulator.core import Simulator
 from simulator.errors import TOP_LEVEL_CODES, ApiError, ErrorItem, error_response
+from simulator.fintecture import routes_connect, routes_oauth, routes_pis
+from simulator.fintecture.engine import Simulator
+from simulator.fintecture.schemas import validation_error
 from simulator.guard import api_gate
-from simulator.schemas import validation_error
 
 
 def create_app(config: SimulatorConfig) -> FastAPI:

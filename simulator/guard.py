@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request, Response
 
 from simulator.config import AppConfig
-from simulator.core import Simulator
 from simulator.errors import ApiError, error_response
-from simulator.signing import SignatureError, verify_request
+from simulator.fintecture.engine import Simulator
+from simulator.fintecture.signing import SignatureError, verify_request
 
 API_PREFIXES = ("/oauth/", "/pis/")
 

@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from simulator.core import OUTCOMES, Outcome, OutcomeError, Simulator
 from simulator.errors import ApiError
 from simulator.faults import FaultsRequest
+from simulator.fintecture.engine import OUTCOMES, Outcome, OutcomeError, Simulator
+from simulator.fintecture.schemas import Amount
+from simulator.fintecture.sessions import SESSION_STATUSES, TRANSFER_STATES, Session
 from simulator.guard import get_sim
-from simulator.schemas import Amount
-from simulator.sessions import SESSION_STATUSES, TRANSFER_STATES, Session
 from simulator.webhooks import Delivery
 
 router = APIRouter(prefix="/_sim", tags=["Simulator control"])

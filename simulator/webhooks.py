@@ -23,8 +23,8 @@ import httpx
 from simulator.clock import Clock, http_date, iso
 from simulator.config import AppConfig, SimulatorConfig
 from simulator.faults import Faults
+from simulator.fintecture.signing import webhook_headers
 from simulator.scheduler import Scheduler
-from simulator.signing import webhook_headers
 
 # Delivery states; the first four are "not finished yet".
 SCHEDULED, RETRYING, HELD, SENDING = "scheduled", "retrying", "held", "sending"

@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from simulator.sessions import SESSION_STATUSES, TRANSFER_STATES
+from simulator.fintecture.sessions import SESSION_STATUSES, TRANSFER_STATES
 from tests.simulator.conftest import ORIGIN_URI, REDIRECT_URI, Harness
 from tests.simulator.contract import verify_webhook
 from tests.support import fintecture_contract as documented

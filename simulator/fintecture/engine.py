@@ -17,8 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from simulator.config import AppConfig, SimulatorConfig
 from simulator.errors import ApiError
 from simulator.faults import Faults
-from simulator.scheduler import Scheduler
-from simulator.sessions import (
+from simulator.fintecture.sessions import (
     CANCELLABLE,
     DEMO_BANKS,
     EXPIRABLE,
@@ -29,7 +28,8 @@ from simulator.sessions import (
     Session,
     Transition,
 )
-from simulator.store import Store
+from simulator.fintecture.store import Store
+from simulator.scheduler import Scheduler
 from simulator.webhooks import Delivery, Dispatcher
 
 Outcome = Literal["confirm", "confirm_received", "pending", "reject", "abandon"]

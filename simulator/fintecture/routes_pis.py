@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from simulator.config import AppConfig
-from simulator.core import Simulator, new_connect_id
 from simulator.errors import ApiError
+from simulator.fintecture.engine import Simulator, new_connect_id
+from simulator.fintecture.schemas import ConnectBody, PatchBody, PayoutBody, RefundBody
+from simulator.fintecture.sessions import PAY_BY_BANK, PAYOUT, Session, payment_list_item, payment_resource
 from simulator.guard import get_sim, pis_app
-from simulator.schemas import ConnectBody, PatchBody, PayoutBody, RefundBody
-from simulator.sessions import PAY_BY_BANK, PAYOUT, Session, payment_list_item, payment_resource
 
 router = APIRouter(tags=["PIS"])
 

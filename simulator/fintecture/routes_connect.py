@@ -11,16 +11,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
-from simulator.core import DEMO_PAYEE_IBAN, OutcomeError
+from simulator.fintecture.engine import DEMO_PAYEE_IBAN, OutcomeError
+from simulator.fintecture.sessions import DEMO_BANKS, PAYABLE, PAYOUT
 from simulator.guard import get_sim
-from simulator.sessions import DEMO_BANKS, PAYABLE, PAYOUT
 
 router = APIRouter(include_in_schema=False)
 
 _templates = Environment(
-    loader=PackageLoader("simulator", "templates"), autoescape=select_autoescape(["html"])
+    loader=ChoiceLoader(
+        [PackageLoader("simulator.fintecture", "templates"), PackageLoader("simulator", "templates")]
+    ),
+    autoescape=select_autoescape(["html"]),
 )
 
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from simulator.clock import iso
-from simulator.sessions import REFUND, Session
+from simulator.fintecture.sessions import REFUND, Session
 
 
 @dataclass(frozen=True)
