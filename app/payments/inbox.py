@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -58,11 +58,16 @@ class DrainResult:
 
 @dataclass(frozen=True)
 class _Group:
-    """Claimed events about one payment (or one event naming none)."""
+    """Claimed events about one payment (or one event naming none), and the lease that holds them."""
 
     provider: str
     provider_session_id: str | None
     event_ids: tuple[int, ...]
+    claimed_until: datetime
+
+
+class _Unusable(Exception):
+    """A verified delivery that names no payment: no retry can make it useful (it stays kept)."""
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -94,9 +99,9 @@ class InboxProcessor:
             if not groups:
                 break
             outcomes = await asyncio.gather(*(self._process(group) for group in groups))
-            for outcome, group in zip(outcomes, groups, strict=True):
-                count = len(group.event_ids)
-                setattr(result, outcome, getattr(result, outcome) + count)
+            for outcome, count in outcomes:
+                if outcome is not None:
+                    setattr(result, outcome, getattr(result, outcome) + count)
         return result
 
     async def _claim(self) -> list[_Group]:
@@ -105,23 +110,32 @@ class InboxProcessor:
                 db, now=utcnow(), lease=self.lease, max_groups=self.concurrency
             )
             return [
-                _Group(events[0].provider, events[0].provider_session_id, tuple(e.id for e in events))
+                _Group(
+                    events[0].provider,
+                    events[0].provider_session_id,
+                    tuple(e.id for e in events),
+                    events[0].claimed_until or utcnow(),
+                )
                 for events in claimed
             ]
 
-    async def _process(self, group: _Group) -> str:
+    async def _process(self, group: _Group) -> tuple[str | None, int]:
+        """The outcome and how many events it settled (none when the lease was lost meanwhile)."""
         try:
-            await self._apply(group)
+            return "applied", await self._apply(group)
         except Exception as exc:  # any failure: keep the rows, back off, never block the inbox
             return await self._failed(group, exc)
-        return "applied"
 
-    async def _apply(self, group: _Group) -> None:
+    def _read_deadline(self) -> float:
+        # The provider read ends well before the lease does, so a live worker keeps what it holds.
+        return max(1.0, self.lease.total_seconds() * 0.8)
+
+    async def _apply(self, group: _Group) -> int:
         provider = self.providers.get(group.provider)
         if provider is None:
             raise LookupError(f"payment provider {group.provider!r} is not configured")
         if not group.provider_session_id:
-            raise LookupError("the delivery names no payment session")
+            raise _Unusable("the delivery names no payment session")
         async with self.sessionmaker() as db:
             session = await repository.find_session_by_provider_id(
                 db, group.provider, group.provider_session_id
@@ -129,31 +143,37 @@ class InboxProcessor:
         if session is None:
             # The webhook can overtake our own commit of the session; try again later.
             raise LookupError(f"no payment session {group.provider_session_id[:_MAX_TEXT]!r} yet")
-        observation: Observation = await observe(provider, group.provider_session_id)
+        observation: Observation = await observe(
+            provider, group.provider_session_id, max_wait=self._read_deadline()
+        )
         async with transaction(self.sessionmaker) as db:
+            events = await repository.lock_claimed_events(db, group.event_ids, group.claimed_until)
+            if not events:
+                return 0  # the lease ran out and another worker owns these events now
             await apply_observation(db, session, observation, source=TransitionSource.WEBHOOK)
             now = utcnow()
-            for event in await repository.lock_claimed_events(db, group.event_ids):
-                if event.processed_at is None:
-                    event.outcome = InboxOutcome.APPLIED
-                    event.processed_at = now
-                    event.last_error = None
-                    event.claimed_until = None
+            for event in events:
+                event.outcome = InboxOutcome.APPLIED
+                event.processed_at = now
+                event.last_error = None
+                event.claimed_until = None
+            return len(events)
 
-    async def _failed(self, group: _Group, exc: Exception) -> str:
-        expected = isinstance(exc, (LookupError, ProviderError))
-        error = (str(exc) if expected else f"{type(exc).__name__}: {exc}")[:500]
+    async def _failed(self, group: _Group, exc: Exception) -> tuple[str | None, int]:
+        expected = isinstance(exc, (LookupError, ProviderError, TimeoutError, _Unusable))
+        error = (str(exc) or type(exc).__name__ if expected else f"{type(exc).__name__}: {exc}")[:500]
         if not expected:
             log.error("webhook_event_failed", event_ids=list(group.event_ids), error=error, exc_info=exc)
         outcome = "retried"
         async with transaction(self.sessionmaker) as db:
             now = utcnow()
-            for event in await repository.lock_claimed_events(db, group.event_ids):
-                if event.processed_at is not None:
-                    continue
+            events = await repository.lock_claimed_events(db, group.event_ids, group.claimed_until)
+            if not events:
+                return None, 0  # the lease ran out and another worker owns these events now
+            for event in events:
                 event.last_error = error
                 event.claimed_until = None
-                if event.attempts >= self.max_attempts:
+                if isinstance(exc, _Unusable) or event.attempts >= self.max_attempts:
                     event.outcome = InboxOutcome.GAVE_UP
                     event.processed_at = now
                     outcome = "gave_up"
@@ -163,7 +183,7 @@ class InboxProcessor:
                     log.warning(
                         "webhook_event_retry", event_id=event.id, attempts=event.attempts, error=error
                     )
-        return outcome
+        return outcome, len(events)
 
 
 __all__ = ["DrainResult", "InboxProcessor", "ProviderEvent", "record"]

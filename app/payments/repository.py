@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.models import Order, OrderTransition, PaymentSession, ProviderEvent
 from app.orders.states import OrderStatus
@@ -143,11 +144,22 @@ async def claim_stale_sessions(
     return list(claimed)
 
 
-async def abandoned_reservations(db: AsyncSession, *, older_than: datetime) -> list[uuid.UUID]:
+async def is_older_than(db: AsyncSession, session_id: uuid.UUID, age: timedelta) -> bool:
+    """By the database's clock, which set `created_at`."""
+    older = await db.scalar(
+        select(PaymentSession.created_at < func.now() - age).where(PaymentSession.id == session_id)
+    )
+    return bool(older)
+
+
+async def abandoned_reservations(db: AsyncSession, *, older_than: timedelta) -> list[uuid.UUID]:
     """Reservations whose opener never came back (its process died during the provider call)."""
     rows = await db.scalars(
         select(PaymentSession.id)
-        .where(PaymentSession.status == PaymentStatus.CREATING, PaymentSession.created_at < older_than)
+        .where(
+            PaymentSession.status == PaymentStatus.CREATING,
+            PaymentSession.created_at < func.now() - older_than,
+        )
         .with_for_update(skip_locked=True)
     )
     return list(rows)
@@ -193,6 +205,18 @@ async def claim_events(
     advisory lock on its (provider, session id) and only when no other unexpired lease covers it,
     so two processes never read and apply the same payment at once.
     """
+    sibling = aliased(ProviderEvent)
+    # Events of a payment another worker holds are left out here, so they never crowd the window.
+    leased_sibling = (
+        select(sibling.id)
+        .where(
+            sibling.provider == ProviderEvent.provider,
+            sibling.provider_session_id == ProviderEvent.provider_session_id,
+            sibling.processed_at.is_(None),
+            sibling.claimed_until >= now,
+        )
+        .exists()
+    )
     candidates = list(
         await db.scalars(
             select(ProviderEvent)
@@ -200,6 +224,7 @@ async def claim_events(
                 ProviderEvent.processed_at.is_(None),
                 ProviderEvent.next_attempt_at <= now,
                 or_(ProviderEvent.claimed_until.is_(None), ProviderEvent.claimed_until < now),
+                ~leased_sibling,
             )
             .order_by(ProviderEvent.next_attempt_at, ProviderEvent.id)
             .limit(max_groups * 4)
@@ -243,12 +268,19 @@ async def _leased_elsewhere(db: AsyncSession, event: ProviderEvent, now: datetim
     return bool(held)
 
 
-async def lock_claimed_events(db: AsyncSession, event_ids: Sequence[int]) -> list[ProviderEvent]:
-    """The claimed rows again, locked, for the transaction that settles them."""
+async def lock_claimed_events(
+    db: AsyncSession, event_ids: Sequence[int], claimed_until: datetime
+) -> list[ProviderEvent]:
+    """The rows this claim still holds, locked, for the transaction that settles them: none when
+    the lease ran out and another worker took them over (its `claimed_until` differs)."""
     return list(
         await db.scalars(
             select(ProviderEvent)
-            .where(ProviderEvent.id.in_(event_ids))
+            .where(
+                ProviderEvent.id.in_(event_ids),
+                ProviderEvent.claimed_until == claimed_until,
+                ProviderEvent.processed_at.is_(None),
+            )
             .order_by(ProviderEvent.id)
             .with_for_update()
             .execution_options(populate_existing=True)

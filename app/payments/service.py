@@ -26,7 +26,6 @@ from app.money import to_decimal
 from app.orders.states import RETRYABLE, OrderStatus
 from app.payments import repository, writer
 from app.payments.repository import EXPIRY_GRACE
-from app.payments.states import ORDER_STATUS_FOR
 from app.providers.base import (
     Payer,
     PaymentSnapshot,
@@ -66,11 +65,16 @@ def get_provider(providers: Mapping[str, Provider], name: str) -> Provider:
     return provider
 
 
+def opening_deadline(settings: Settings) -> float:
+    """How long a request opening a session waits for the provider before giving up: every
+    attempt (the token, then the request and its retries) may take the whole timeout."""
+    return settings.provider_timeout_seconds * (settings.provider_max_retries + 2)
+
+
 def reservation_timeout(settings: Settings) -> timedelta:
-    """The longest a provider call opening a session can take (every attempt timing out, plus
-    back-off); a reservation older than this was abandoned by a process that died."""
-    attempts = settings.provider_max_retries + 2  # the token, then the request and its retries
-    return timedelta(seconds=settings.provider_timeout_seconds * attempts + 5)
+    """A reservation older than this was abandoned by a process that died: its opener always
+    gives up on the provider after `opening_deadline`, and then records the outcome at once."""
+    return timedelta(seconds=opening_deadline(settings) + 30)
 
 
 def _session_request(
@@ -122,9 +126,16 @@ async def _reserve_or_find(
     now = utcnow()
     existing = await repository.open_session_of(db, order.id, now)
     if existing is not None and existing.status is not PaymentStatus.CREATING:
+        if order.status is OrderStatus.AWAITING_PAYMENT or (
+            order.status is OrderStatus.PROCESSING and existing.status is PaymentStatus.PROCESSING
+        ):
+            return existing  # a double click: the session the order is waiting on
+        if not _payable(order.status):
+            # Another session settled (or is settling) the order: never send the payer to pay twice.
+            raise _not_payable(order.status)
         return existing
     if existing is not None:
-        if existing.created_at > now - reservation_timeout(settings):
+        if not await repository.is_older_than(db, existing.id, reservation_timeout(settings)):
             return None
         await writer.fail_reservation(db, existing.id, "abandoned: the process opening it stopped")
     if not _payable(order.status):
@@ -173,7 +184,15 @@ async def open_session(
         await asyncio.sleep(_RESERVATION_POLL_SECONDS)
 
     try:
-        created = await provider.create_session(found.request)
+        async with asyncio.timeout(opening_deadline(settings)):
+            created = await provider.create_session(found.request)
+    except TimeoutError as exc:
+        log.warning("provider_create_session_timed_out", order_id=str(order_id))
+        async with transaction(sessionmaker) as db:
+            await writer.fail_reservation(db, found.session_id, "the provider did not answer in time")
+        raise ApiError(
+            503, "provider_unavailable", "the payment provider could not open a session; try again shortly"
+        ) from exc
     except ProviderError as exc:
         log.warning("provider_create_session_failed", order_id=str(order_id), error=str(exc))
         async with transaction(sessionmaker) as db:
@@ -190,9 +209,24 @@ async def open_session(
             await writer.fail_reservation(db, found.session_id, f"{type(exc).__name__}: {exc}")
         raise
 
-    async with transaction(sessionmaker) as db:
-        attached = await writer.attach_session(db, found.session_id, created)
-    if attached is None:  # declared abandoned while the provider answered: very slow provider
+    try:
+        async with transaction(sessionmaker) as db:
+            attached = await writer.attach_session(db, found.session_id, created)
+    except Exception:
+        log.exception(
+            "payment_session_attach_failed",
+            order_id=str(order_id),
+            provider_session_id=created.provider_session_id,
+        )
+        async with transaction(sessionmaker) as db:
+            await writer.fail_reservation(db, found.session_id, "opened at the provider but not recorded")
+        raise
+    if attached is None:  # declared abandoned while the provider answered
+        log.warning(
+            "payment_session_opened_too_late",
+            order_id=str(order_id),
+            provider_session_id=created.provider_session_id,
+        )
         raise ApiError(503, "provider_unavailable", "the payment provider answered too late; try again")
     session, order_status = attached
     if not _payable(order_status):
@@ -379,8 +413,3 @@ async def _shown_status(sessionmaker: async_sessionmaker[AsyncSession], order_id
     ):
         return OrderStatus.PROCESSING.value
     return order.status.value
-
-
-def order_status_of(session: PaymentSession) -> OrderStatus | None:
-    """What a session's payment status means for its order (None while it is being opened)."""
-    return ORDER_STATUS_FOR.get(session.status)

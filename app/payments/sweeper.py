@@ -45,7 +45,7 @@ async def sweep(
     result = SweepResult()
     now = utcnow()
     async with transaction(sessionmaker) as db:
-        for session_id in await repository.abandoned_reservations(db, older_than=now - reservation_timeout):
+        for session_id in await repository.abandoned_reservations(db, older_than=reservation_timeout):
             if await writer.fail_reservation(db, session_id, "abandoned: the process opening it stopped"):
                 result.abandoned += 1
     async with transaction(sessionmaker) as db:

@@ -133,7 +133,6 @@ async def attach_session(
     session.provider_session_id = created.provider_session_id
     session.connect_url = created.connect_url
     session.status = PaymentStatus.OPEN
-    await db.flush()
     if order_states.can_move(order.status, OrderStatus.AWAITING_PAYMENT):
         _transition(db, order, OrderStatus.AWAITING_PAYMENT, source=TransitionSource.API, session=session)
     await db.flush()
@@ -201,10 +200,12 @@ async def apply(
             target, reason = PaymentStatus.NEEDS_REVIEW, mismatch
 
     # An answer requested before the one already applied may still carry news (its request was
-    # slow, e.g. retried): keep it only when it moves the session strictly forward.
+    # slow, e.g. retried): keep it only when it says money moved (or must be looked at) and that
+    # moves the session forward. An older "failed" or "expired" is superseded by the newer answer.
     stale = session.snapshot_observed_at is not None and observed_at < session.snapshot_observed_at
     if stale and not (
-        payment_states.RANK[target] > payment_states.RANK[current]
+        target in (PaymentStatus.SUCCEEDED, PaymentStatus.NEEDS_REVIEW)
+        and payment_states.RANK[target] > payment_states.RANK[current]
         and payment_states.can_move(current, target)
     ):
         return ApplyResult(order_status, current, order_changed=False, stale=True)

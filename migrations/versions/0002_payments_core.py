@@ -1,6 +1,9 @@
 """payments core: typed status enums, payment status apart from order status, session
 reservations, inbox leases
 
+Stop every process of the previous release before upgrading: they write order-vocabulary statuses
+into `payment_sessions.status`, which this revision turns into the `payment_status` enum.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-02 12:00:00
@@ -56,14 +59,17 @@ def upgrade() -> None:
         "ALTER COLUMN source TYPE transition_source USING "
         "(CASE source WHEN 'sweeper' THEN 'poll' ELSE source END)::transition_source"
     )
+    # No ELSE: a value outside the old vocabulary becomes NULL and the NOT NULL column stops the
+    # migration, rather than being rewritten silently.
     cases = " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in SESSION_STATUS_MAP.items())
     op.execute(
         "ALTER TABLE payment_sessions ALTER COLUMN status TYPE payment_status USING "
-        f"(CASE status {cases} ELSE 'needs_review' END)::payment_status"
+        f"(CASE status {cases} END)::payment_status"
     )
     op.alter_column("payment_sessions", "provider_session_id", existing_type=sa.String(128), nullable=True)
     op.alter_column("payment_sessions", "connect_url", existing_type=sa.Text(), nullable=True)
 
+    # `ignored` was never written by any release; mapped for safety all the same.
     op.execute("UPDATE provider_events SET outcome = 'applied' WHERE outcome = 'ignored'")
     op.execute(
         "ALTER TABLE provider_events ALTER COLUMN outcome TYPE inbox_outcome USING outcome::inbox_outcome"

@@ -1,5 +1,5 @@
 """The inbox worker: leases that outlive a killed worker, one provider read per payment however
-many deliveries name it, and deliveries that keep a session's events with one owner."""
+many deliveries name it (the claims themselves: tests/integration/test_inbox_claims.py)."""
 
 from __future__ import annotations
 

@@ -179,3 +179,7 @@ async def test_an_order_settled_while_a_new_session_opens_is_not_offered_again(s
         sessions = list(await db.scalars(select(PaymentSession).order_by(PaymentSession.created_at)))
     assert [s.status for s in sessions] == [PaymentStatus.SUCCEEDED, PaymentStatus.OPEN]
     assert sessions[1].provider_session_id is not None
+
+    again = await stack.open_session(order)  # a second click never gets the unused session either
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "order_not_payable"

@@ -196,3 +196,19 @@ async def test_delivery_for_a_session_not_known_yet_is_retried_not_dropped(stack
     async with stack.sessionmaker() as db:
         outcomes = (await db.scalars(select(ProviderEvent.outcome))).all()
     assert "applied" in outcomes
+
+
+async def test_an_authentic_delivery_naming_no_payment_is_kept_and_given_up_at_once(
+    stack: Stack, merchant_public: rsa.RSAPublicKey
+) -> None:
+    body = urlencode(
+        {"event": "payment_session.status.payment_created", "status": "payment_created"}
+    ).encode()
+    response = await post_webhook(stack, body, signed(merchant_public, body))
+    assert response.status_code == 200
+    await stack.settle()
+    async with stack.sessionmaker() as db:
+        event = (await db.scalars(select(ProviderEvent))).one()
+    assert event.outcome == "gave_up" and event.attempts == 1
+    assert event.raw_body == body.decode()
+    assert "names no payment" in (event.last_error or "")

@@ -301,3 +301,19 @@ async def test_slow_answer_that_moves_forward_is_kept(sessionmaker: async_sessio
     result = await apply(sessionmaker, sid, paid, at=t0)  # requested earlier, answered later
     assert result.order_changed
     assert (await order_state(sessionmaker, order_id))[0] == "paid"
+
+
+async def test_a_slow_older_failure_does_not_override_a_newer_processing(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A retried read that saw `failed` returns after a quicker, newer read saw the bank accept."""
+    order_id, [sid] = await make_order(sessionmaker)
+    t0 = datetime.now(UTC)
+    pending = await snapshot_for(sessionmaker, sid, PaymentStatus.PROCESSING, "payment_pending", "pending")
+    failed = await snapshot_for(sessionmaker, sid, PaymentStatus.FAILED, "payment_unsuccessful", "rejected")
+    await apply(sessionmaker, sid, pending, at=t0 + timedelta(seconds=5))
+    result = await apply(sessionmaker, sid, failed, at=t0)  # requested earlier, answered later
+    assert result.stale and not result.order_changed
+    status, transitions = await order_state(sessionmaker, order_id)
+    assert status == "processing"
+    assert [t[1] for t in transitions] == ["processing"]

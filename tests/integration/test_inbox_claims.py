@@ -1,0 +1,72 @@
+"""Inbox claims on real PostgreSQL: a lease is owned, and a payment another worker holds never
+crowds the claim window."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import transaction
+from app.models import ProviderEvent
+from app.payments import repository
+
+
+async def _events(sm: async_sessionmaker[AsyncSession], session_id: str, count: int) -> list[int]:
+    async with transaction(sm) as db:
+        rows = [
+            ProviderEvent(
+                provider="fintecture",
+                delivery_id=f"{session_id}-{i}-{datetime.now(UTC).timestamp()}",
+                provider_session_id=session_id,
+                raw_body="",
+                payload={},
+                attempts=0,
+            )
+            for i in range(count)
+        ]
+        db.add_all(rows)
+        await db.flush()
+        return [row.id for row in rows]
+
+
+async def _claim(
+    sm: async_sessionmaker[AsyncSession], *, lease: timedelta, max_groups: int = 16
+) -> list[list[ProviderEvent]]:
+    async with transaction(sm) as db:
+        return await repository.claim_events(db, now=datetime.now(UTC), lease=lease, max_groups=max_groups)
+
+
+async def test_a_lease_taken_over_is_no_longer_the_first_workers(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    ids = await _events(sessionmaker, "sess-a", 2)
+    [first] = await _claim(sessionmaker, lease=timedelta(seconds=0.5))
+    first_lease = first[0].claimed_until
+    assert first_lease is not None and sorted(e.id for e in first) == ids
+
+    assert await _claim(sessionmaker, lease=timedelta(seconds=30)) == []  # held
+    await asyncio.sleep(0.6)
+    [second] = await _claim(sessionmaker, lease=timedelta(seconds=30))  # the lease ran out
+    second_lease = second[0].claimed_until
+    assert second_lease is not None and second_lease != first_lease
+
+    async with transaction(sessionmaker) as db:
+        assert await repository.lock_claimed_events(db, ids, first_lease) == []
+        held = await repository.lock_claimed_events(db, ids, second_lease)
+    assert sorted(e.id for e in held) == ids
+    assert {e.attempts for e in held} == {2}
+
+
+async def test_a_payment_held_elsewhere_does_not_crowd_out_the_rest(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await _events(sessionmaker, "sess-busy", 1)
+    [held] = await _claim(sessionmaker, lease=timedelta(seconds=30), max_groups=1)
+    assert held[0].provider_session_id == "sess-busy"
+    await _events(sessionmaker, "sess-busy", 40)  # follow-ups for the payment being worked on
+    [other] = await _events(sessionmaker, "sess-quiet", 1)
+
+    [claimed] = await _claim(sessionmaker, lease=timedelta(seconds=30), max_groups=1)
+    assert [e.id for e in claimed] == [other]
