@@ -1,5 +1,9 @@
-"""A stand-in for Fintecture's PIS API, hosted Connect page and webhooks, for tests and demos.
+"""Offline stand-ins for the payment providers the checkout service uses, for tests and demos.
 
-`simulator.app.create_app(SimulatorConfig(...))` builds the ASGI app; `simulator.runner` runs it
-standalone. The checkout service never imports this package, and this package never imports it.
+A shared core (clock, scheduler, request log, webhook dispatcher with retries, faults, the `/_sim`
+control API, config) and one package per provider: `simulator.fintecture` (PIS API, hosted Connect
+page, RSA-signed webhooks). `simulator.app.create_app(SimulatorConfig(...))` builds the ASGI app
+serving all of them;
+`simulator.runner` runs it standalone. The checkout service never imports this package, and this
+package never imports it.
 """

@@ -1,7 +1,14 @@
-"""The simulator as one FastAPI application: Fintecture's API, its hosted page, and `/_sim` controls."""
+"""The simulator as one FastAPI application: every provider's API and hosted pages, and `/_sim`.
+
+`create_app` builds the shared core, plugs each provider in, and answers each provider's errors
+in that provider's format: a framework error (validation, unknown path, wrong method) on a
+provider's API paths is converted by that provider; elsewhere (`/_sim`, pages) it takes the
+simulator's own shape (`simulator/errors.py`).
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,20 +16,22 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from simulator import routes_control
 from simulator.config import SimulatorConfig
-from simulator.errors import TOP_LEVEL_CODES, ApiError, ErrorItem, error_response
+from simulator.core import Simulator
+from simulator.errors import TOP_LEVEL_CODES, ApiError, ErrorItem, error_response, validation_error
 from simulator.fintecture import routes_connect, routes_oauth, routes_pis
-from simulator.fintecture.engine import Simulator
-from simulator.fintecture.schemas import validation_error
-from simulator.guard import api_gate
+from simulator.fintecture import routes_control as fintecture_control
+from simulator.fintecture.engine import FintectureSim
+from simulator.guard import api_gate, get_sim, note_error
 
 
 def create_app(config: SimulatorConfig) -> FastAPI:
     sim = Simulator(config)
+    fintecture = FintectureSim(sim)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -33,37 +42,52 @@ def create_app(config: SimulatorConfig) -> FastAPI:
             await sim.stop()
 
     app = FastAPI(
-        title="Fintecture simulator",
-        description="A stand-in for Fintecture's PIS API, hosted Connect page and webhooks.",
-        version="1",
+        title="Provider simulator",
+        description=(
+            "A stand-in for Fintecture's PIS API, hosted Connect page and webhooks, and for Powens "
+            "Pay's API, webview and webhooks; `/_sim` drives them."
+        ),
+        version="2",
         lifespan=lifespan,
     )
     app.state.sim = sim
+    app.state.fintecture = fintecture
 
-    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+    async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        request.state.sim_error_code = exc.sub_code
+        note_error(request, exc.sub_code)
         return error_response(exc)
 
-    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        return await on_api_error(request, validation_error(exc.errors()))
-
-    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    def framework_error(request: Request, exc: Exception) -> Exception:
+        """A validation or HTTP error raised by the framework, in the format of whoever answers."""
+        provider = get_sim(request).provider_for(request.url.path)
+        converted = provider.request_error(exc) if provider is not None else None
+        if converted is not None:
+            return converted
+        if isinstance(exc, RequestValidationError):
+            return validation_error(exc.errors())
         assert isinstance(exc, StarletteHTTPException)
-        code = TOP_LEVEL_CODES.get(exc.status_code, "error")
-        error = ApiError.many(exc.status_code, [ErrorItem(code, str(exc.detail))])
+        error = ApiError.many(
+            exc.status_code, [ErrorItem(TOP_LEVEL_CODES.get(exc.status_code, "error"), str(exc.detail))]
+        )
         error.headers = dict(exc.headers or {})
-        return await on_api_error(request, error)
+        return error
+
+    async def on_framework_error(request: Request, exc: Exception) -> Response:
+        converted = framework_error(request, exc)
+        handler = app.exception_handlers[type(converted)]
+        response = handler(request, converted)
+        return await response if inspect.isawaitable(response) else response
 
     app.add_exception_handler(ApiError, on_api_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_framework_error)
+    app.add_exception_handler(StarletteHTTPException, on_framework_error)
     app.middleware("http")(api_gate)
 
     app.include_router(routes_oauth.router)
     app.include_router(routes_pis.router)
     app.include_router(routes_connect.router)
+    app.include_router(fintecture_control.router)
     app.include_router(routes_control.router)
     _document_errors(app)
     return app
@@ -92,7 +116,7 @@ _ERROR_SCHEMA = {
 
 
 def _document_errors(app: FastAPI) -> None:
-    """Validation errors are answered as 400 in Fintecture's shape, not FastAPI's 422: say so."""
+    """Validation errors are answered as 400 in the provider's shape, not FastAPI's 422: say so."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

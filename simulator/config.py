@@ -1,119 +1,31 @@
-"""What the simulator is told at start: the merchant applications it knows and its timings.
+"""What the simulator is told at start: the merchant applications of each provider and the timings.
 
 The JSON file given to `checkout simulator --config` has exactly the JSON fields below; the clock
-and the webhook HTTP client/transport can only be passed in code (tests, the demo).
+and the webhook HTTP client/transport can only be passed in code (tests, the demo). Each provider
+defines its own application type (`simulator/<provider>/config.py`); they are registered here.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlsplit
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from simulator.clock import Clock, SystemClock
+from simulator.fintecture.config import AppConfig, Beneficiary
+from simulator.urls import http_url
 
-# One namespace for ids derived from an app_id, so a restart keeps them stable.
-_ID_NAMESPACE = uuid.UUID("6f1c1a52-96b4-4a4e-9a53-5b0bd7d1c8f2")
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
-    return value
-
-
-class Beneficiary(BaseModel):
-    """The merchant's account the payer's transfer goes to (shown in GET /pis/v2/payments)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = "Demo Shop SAS"
-    iban: str = "FR7630006000011234567890189"
-    swift_bic: str = "AGRIFRPPXXX"
-
-
-class AppConfig(BaseModel):
-    """One merchant application, as registered in Fintecture's Console."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    app_id: str = Field(min_length=1)
-    app_secret: str = Field(min_length=1)
-    public_key_pem: str | None = Field(
-        default=None, description="The merchant's RSA public key (PEM); or give public_key_file"
-    )
-    public_key_file: Path | None = Field(default=None, description="Relative to the config file")
-    redirect_uris: list[str] = Field(default_factory=list)
-    webhook_url: str | None = None
-    mode: Literal["strict", "lenient"] = Field(
-        default="lenient",
-        description="strict = production (signed requests required); lenient = sandbox",
-    )
-    name: str = "Demo Shop"
-    acquiring_account: bool = Field(
-        default=False,
-        description="A Fintecture payment account: refunds are immediate but need transfer_state received",
-    )
-    beneficiary: Beneficiary = Field(default_factory=Beneficiary)
-
-    _public_key: RSAPublicKey = PrivateAttr()
-
-    @field_validator("redirect_uris")
-    @classmethod
-    def _redirects(cls, value: list[str]) -> list[str]:
-        return [_http_url(uri) for uri in value]
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _webhook(cls, value: str | None) -> str | None:
-        return _http_url(value) if value else None
-
-    @model_validator(mode="after")
-    def _load_key(self) -> AppConfig:
-        if self.public_key_pem is None and self.public_key_file is not None:
-            self.public_key_pem = self.public_key_file.read_text()
-        if not self.public_key_pem:
-            raise ValueError(f"application {self.app_id}: public_key_pem or public_key_file is required")
-        key = load_pem_public_key(self.public_key_pem.encode())
-        if not isinstance(key, RSAPublicKey):
-            raise ValueError(f"application {self.app_id}: the public key must be an RSA key")
-        self._public_key = key
-        return self
-
-    @property
-    def public_key(self) -> RSAPublicKey:
-        return self._public_key
-
-    @property
-    def bank_account_id(self) -> str:
-        return str(uuid.uuid5(_ID_NAMESPACE, f"account:{self.app_id}"))
-
-    def allows_redirect(self, uri: str) -> bool:
-        """Registered URIs match on scheme, host, port and path; the query may differ."""
-        wanted = urlsplit(uri)
-        for registered in self.redirect_uris:
-            parts = urlsplit(registered)
-            if (parts.scheme, parts.netloc.lower(), parts.path or "/") == (
-                wanted.scheme,
-                wanted.netloc.lower(),
-                wanted.path or "/",
-            ):
-                return True
-        return False
+__all__ = ["AppConfig", "Beneficiary", "SimulatorConfig", "load_config"]
 
 
 class SimulatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    applications: list[AppConfig] = Field(default_factory=list)
+    applications: list[AppConfig] = Field(
+        default_factory=list, description="Fintecture merchant applications"
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8100", description="Base URL the simulator is reached at"
     )
@@ -141,7 +53,7 @@ class SimulatorConfig(BaseModel):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
-        return _http_url(value).rstrip("/")
+        return http_url(value).rstrip("/")
 
     @model_validator(mode="after")
     def _unique_apps(self) -> SimulatorConfig:

@@ -1,6 +1,8 @@
 """Errors in Fintecture's shape (contract §11): `{status, code, log_id, errors:[{code,status,title,detail}]}`.
 
-`status` values are strings ("400"), as the official PHP SDK compares them.
+Fintecture's API answers with them, and so does the `/_sim` control API (the shape it has always
+had). Powens has its own (`simulator/powens/errors.py`). `status` values are strings ("400"), as
+Fintecture's official PHP SDK compares them.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi.responses import JSONResponse
 
@@ -84,3 +87,14 @@ def not_found(what: str = "resource") -> ApiError:
 
 def unauthorized(code: str, detail: str) -> ApiError:
     return ApiError(401, code, detail)
+
+
+def validation_error(errors: Sequence[Any]) -> ApiError:
+    """Pydantic/FastAPI validation errors as one §11 400 error listing every problem."""
+    items = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part not in {"body", "query", "header"}]
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        code = "mandatory_field_missing" if error.get("type") == "missing" else "invalid_field"
+        items.append(ErrorItem(code, f"{'.'.join(location) or 'body'}: {message}"))
+    return ApiError.many(400, items or [ErrorItem("invalid_field", "invalid request")])

@@ -1,10 +1,12 @@
-"""Webhook delivery to merchants (contract §3): signing, retries with back-off, faults, and a record.
+"""Webhook delivery to merchants, for every provider: retries with back-off, faults, and a record.
 
-Each status or transfer-state change becomes one `Delivery`. Attempts are jobs on the simulator's
-clock: the first is due at once (or later, with the delay fault); after a non-2xx answer or a
-transport error, retry n (n = 1..max_retries) is due `base * 2**(n-1)` clock-seconds after the
-failure. Every attempt is re-signed with a fresh `Date` so it passes the merchant's ±300 s window,
-and keeps the delivery's `X-Request-ID` so the merchant can dedupe.
+A provider turns each change into an `Outgoing` notification (its URL, its body, the bytes on the
+wire and how to sign one attempt) and hands it to the one `Dispatcher`, which makes it a `Delivery`.
+Attempts are jobs on the simulator's clock: the first is due at once (or later, with the delay
+fault); after a non-2xx answer, a transport error or a timeout, retry n (n = 1..max_retries) is due
+`base * 2**(n-1)` clock-seconds after the failure. Every attempt is signed afresh by the provider
+(a fresh date, so it passes the merchant's time window) and keeps the delivery's identity (the
+body, and for Fintecture the `X-Request-ID`) so the merchant can dedupe.
 """
 
 from __future__ import annotations
@@ -12,18 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 
-from simulator.clock import Clock, http_date, iso
-from simulator.config import AppConfig, SimulatorConfig
+from simulator.clock import Clock, iso
+from simulator.config import SimulatorConfig
 from simulator.faults import Faults
-from simulator.fintecture.signing import webhook_headers
 from simulator.scheduler import Scheduler
 
 # Delivery states; the first four are "not finished yet".
@@ -52,6 +52,27 @@ class Attempt:
         }
 
 
+# Signs one attempt made at the given clock time: (the date it carries, every header to send).
+Signer = Callable[[datetime], tuple[str, dict[str, str]]]
+
+
+@dataclass
+class Outgoing:
+    """One notification a provider wants delivered, exactly as it will go on every attempt."""
+
+    provider: str
+    app_id: str
+    url: str
+    session_id: str  # the provider's id of the payment it is about, as a string
+    event: str
+    fields: dict[str, Any]  # the body's content, for the record
+    body: bytes  # the payload, as the merchant reads it once decoded
+    request_id: str  # the delivery's identity, the same on every attempt
+    sign: Signer
+    content: bytes | None = None  # the bytes on the wire when they differ from `body` (compression)
+    extra: dict[str, Any] = field(default_factory=dict)  # provider-specific fields for /_sim/webhooks
+
+
 @dataclass
 class Delivery:
     id: str
@@ -60,9 +81,13 @@ class Delivery:
     url: str
     session_id: str
     event: str
-    fields: dict[str, str]
+    fields: dict[str, Any]
     body: bytes
     created_at: datetime
+    provider: str = "fintecture"
+    content: bytes | None = None
+    sign: Signer | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
     state: str = SCHEDULED
     next_attempt_at: datetime | None = None
     copies: int = 1
@@ -72,6 +97,7 @@ class Delivery:
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "provider": self.provider,
             "request_id": self.request_id,
             "app_id": self.app_id,
             "url": self.url,
@@ -84,6 +110,7 @@ class Delivery:
             "next_attempt_at": iso(self.next_attempt_at),
             "faults": self.faults,
             "attempts": [attempt.to_json() for attempt in self.attempts],
+            **self.extra,
         }
 
 
@@ -99,21 +126,22 @@ class Dispatcher:
         self._owns_client = config.webhook_client is None
         self._client = config.webhook_client or httpx.AsyncClient(transport=config.webhook_transport)
 
-    def emit(self, app: AppConfig, fields: dict[str, str]) -> Delivery | None:
-        if not app.webhook_url:
-            return None
+    def emit(self, outgoing: Outgoing) -> Delivery:
         now = self._clock.now()
         delivery = Delivery(
             id=uuid.uuid4().hex,
-            request_id=str(uuid.uuid4()),
-            app_id=app.app_id,
-            url=app.webhook_url,
-            session_id=fields["session_id"],
-            event=fields["event"],
-            fields=fields,
-            # quote_plus encoding: what the official Python SDK re-encodes to before hashing.
-            body=urlencode(fields).encode(),
+            request_id=outgoing.request_id,
+            app_id=outgoing.app_id,
+            url=outgoing.url,
+            session_id=outgoing.session_id,
+            event=outgoing.event,
+            fields=outgoing.fields,
+            body=outgoing.body,
             created_at=now,
+            provider=outgoing.provider,
+            content=outgoing.content,
+            sign=outgoing.sign,
+            extra=outgoing.extra,
         )
         plan = self._faults.plan_webhook()
         delivery.faults = plan.labels()
@@ -179,23 +207,15 @@ class Dispatcher:
             delivery.state = FAILED
 
     async def _post(self, delivery: Delivery, *, duplicate: bool) -> bool:
-        app = self._config.app(delivery.app_id)
-        assert app is not None  # deliveries are only made for registered apps
+        assert delivery.sign is not None  # every delivery is made from an Outgoing
         now = self._clock.now()
-        attempt = Attempt(number=len(delivery.attempts) + 1, at=now, date=http_date(now), duplicate=duplicate)
+        date, headers = delivery.sign(now)
+        attempt = Attempt(number=len(delivery.attempts) + 1, at=now, date=date, duplicate=duplicate)
         delivery.attempts.append(attempt)
-        headers = webhook_headers(
-            app_id=app.app_id,
-            public_key=app.public_key,
-            body=delivery.body,
-            date=attempt.date,
-            request_id=delivery.request_id,
-        )
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:
             response = await self._client.post(
                 delivery.url,
-                content=delivery.body,
+                content=delivery.content if delivery.content is not None else delivery.body,
                 headers=headers,
                 timeout=self._config.webhook_timeout_seconds,
             )

@@ -1,22 +1,27 @@
-"""The simulator's behaviour: sessions moving through their statuses, and what each move emits.
+"""Fintecture's behaviour: sessions moving through their statuses, and what each move emits.
 
-Every change of status or transfer state goes through `Simulator.transition`, which records it and
-emits exactly one webhook (when the app has a webhook URL). The hosted page, the `/_sim` control
-API, the merchant's PATCH, refunds, expiry and pending settlement all end there.
+Every change of status or transfer state goes through `FintectureSim.transition`, which records it
+and emits exactly one webhook (when the app has a webhook URL) through the core's dispatcher. The
+hosted page, the `/_sim` control API, the merchant's PATCH, refunds, expiry and pending settlement
+all end there.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import EllipsisType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from fastapi import Response
+
+from simulator.clock import Clock, http_date
 from simulator.config import AppConfig, SimulatorConfig
-from simulator.errors import ApiError
-from simulator.faults import Faults
+from simulator.core import Simulator
+from simulator.errors import ApiError, error_response
 from simulator.fintecture.sessions import (
     CANCELLABLE,
     DEMO_BANKS,
@@ -28,9 +33,10 @@ from simulator.fintecture.sessions import (
     Session,
     Transition,
 )
+from simulator.fintecture.signing import webhook_headers
 from simulator.fintecture.store import Store
 from simulator.scheduler import Scheduler
-from simulator.webhooks import Delivery, Dispatcher
+from simulator.webhooks import Delivery, Dispatcher, Outgoing
 
 Outcome = Literal["confirm", "confirm_received", "pending", "reject", "abandon"]
 OUTCOMES: tuple[Outcome, ...] = ("confirm", "confirm_received", "pending", "reject", "abandon")
@@ -48,39 +54,48 @@ class OutcomeError(Exception):
         self.detail = detail
 
 
-class Simulator:
-    def __init__(self, config: SimulatorConfig) -> None:
-        self.config = config
-        self.clock = config.clock
-        self.store = Store(config.max_recorded)
-        self.scheduler = Scheduler(self.clock)
-        self.faults = Faults()
-        self.webhooks = Dispatcher(config, self.clock, self.scheduler, self.faults)
+_FAULT_CODES = {429: "too_many_requests", 500: "internal_server_error", 503: "service_unavailable"}
 
-    # Lifecycle
-    async def start(self) -> None:
-        self.scheduler.start()
 
-    async def stop(self) -> None:
-        await self.scheduler.stop()
-        await self.webhooks.close()
+class FintectureSim:
+    """Fintecture on the shared core: its applications, sessions and tokens."""
 
-    async def reset(self) -> None:
-        """Forget sessions, tokens, requests, deliveries, faults and scheduled jobs (not the clock)."""
-        self.scheduler.clear()
-        await self.webhooks.reset()
+    name = "fintecture"
+    api_prefixes: tuple[str, ...] = ("/oauth/", "/pis/")
+
+    def __init__(self, core: Simulator) -> None:
+        self.core = core
+        self.store = Store()
+        core.register(self)
+
+    @property
+    def config(self) -> SimulatorConfig:
+        return self.core.config
+
+    @property
+    def clock(self) -> Clock:
+        return self.core.clock
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.core.scheduler
+
+    @property
+    def webhooks(self) -> Dispatcher:
+        return self.core.webhooks
+
+    def reset(self) -> None:
         self.store.reset()
-        self.faults.clear()
+
+    def fault_response(self, status: int, headers: Mapping[str, str]) -> tuple[Response, str]:
+        code = _FAULT_CODES[status]
+        return error_response(ApiError(status, code, "injected by the simulator", headers=headers)), code
+
+    def request_error(self, exc: Exception) -> Exception | None:
+        return None  # the simulator's default error shape is Fintecture's (simulator/errors.py)
 
     def tick(self) -> None:
-        """Apply whatever fell due on the clock (expiry, settlement, webhook attempts)."""
-        self.scheduler.run_due()
-
-    def advance_clock(self, seconds: float) -> int:
-        self.clock.advance(seconds)
-        ran = self.scheduler.run_due()
-        self.scheduler.wake()
-        return ran
+        self.core.tick()
 
     def app(self, app_id: str) -> AppConfig | None:
         return self.config.app(app_id)
@@ -142,7 +157,9 @@ class Simulator:
             else f"payment_session.transfer_states.{new_transfer_state}"
         )
         app = self.app(session.app_id)
-        return self.webhooks.emit(app, webhook_fields(session, event)) if app else None
+        if app is None or not app.webhook_url:
+            return None
+        return self.webhooks.emit(_outgoing(app, app.webhook_url, webhook_fields(session, event)))
 
     def _expire(self, session_id: str) -> None:
         session = self.store.get(session_id)
@@ -301,6 +318,33 @@ def webhook_fields(session: Session, event: str) -> dict[str, str]:
         "event": event,
     }
     return {name: value for name, value in fields.items() if value is not None}
+
+
+def _outgoing(app: AppConfig, url: str, fields: dict[str, str]) -> Outgoing:
+    """A form-encoded webhook (contract §3), signed afresh on each attempt with one X-Request-ID."""
+    # quote_plus encoding: what the official Python SDK re-encodes to before hashing.
+    body = urlencode(fields).encode()
+    request_id = str(uuid.uuid4())
+
+    def sign(now: datetime) -> tuple[str, dict[str, str]]:
+        date = http_date(now)
+        headers = webhook_headers(
+            app_id=app.app_id, public_key=app.public_key, body=body, date=date, request_id=request_id
+        )
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return date, headers
+
+    return Outgoing(
+        provider="fintecture",
+        app_id=app.app_id,
+        url=url,
+        session_id=fields["session_id"],
+        event=fields["event"],
+        fields=fields,
+        body=body,
+        request_id=request_id,
+        sign=sign,
+    )
 
 
 def new_connect_id() -> str:

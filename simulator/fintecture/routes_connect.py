@@ -13,9 +13,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 
+from simulator.fintecture.auth import get_fintecture
 from simulator.fintecture.engine import DEMO_PAYEE_IBAN, OutcomeError
 from simulator.fintecture.sessions import DEMO_BANKS, PAYABLE, PAYOUT
-from simulator.guard import get_sim
 
 router = APIRouter(include_in_schema=False)
 
@@ -41,7 +41,7 @@ def _unknown() -> HTMLResponse:
 
 @router.get("/connect/v2/{connect_id}", response_class=HTMLResponse)
 async def connect_page(connect_id: str, request: Request) -> HTMLResponse:
-    sim = get_sim(request)
+    sim = get_fintecture(request)
     sim.tick()
     session = sim.store.by_connect_id(connect_id)
     app = sim.app(session.app_id) if session else None
@@ -66,7 +66,7 @@ async def connect_page(connect_id: str, request: Request) -> HTMLResponse:
 
 @router.post("/connect/v2/{connect_id}")
 async def connect_submit(connect_id: str, request: Request) -> Response:
-    sim = get_sim(request)
+    sim = get_fintecture(request)
     session = sim.store.by_connect_id(connect_id)
     if session is None:
         return _unknown()

@@ -11,7 +11,8 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 
 from simulator.errors import ApiError
-from simulator.guard import check_signature, get_sim, note_caller
+from simulator.fintecture.auth import check_signature, get_fintecture
+from simulator.guard import note_caller
 
 router = APIRouter(tags=["OAuth"])
 
@@ -67,7 +68,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     openapi_extra=_FORM_DOC,
 )
 async def create_access_token(request: Request) -> dict[str, Any]:
-    sim = get_sim(request)
+    sim = get_fintecture(request)
     body = await request.body()
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":

@@ -10,12 +10,12 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from simulator.config import AppConfig
 from simulator.errors import ApiError
-from simulator.fintecture.engine import Simulator, new_connect_id
+from simulator.fintecture.auth import get_fintecture, pis_app
+from simulator.fintecture.config import AppConfig
+from simulator.fintecture.engine import FintectureSim, new_connect_id
 from simulator.fintecture.schemas import ConnectBody, PatchBody, PayoutBody, RefundBody
 from simulator.fintecture.sessions import PAY_BY_BANK, PAYOUT, Session, payment_list_item, payment_resource
-from simulator.guard import get_sim, pis_app
 
 router = APIRouter(tags=["PIS"])
 
@@ -28,7 +28,7 @@ _SESSION_ID = re.compile(r"[0-9a-f]{32}")
 DEFAULT_PAYOUT_EXPIRY = 604_800
 
 
-def _own_session(sim: Simulator, app: AppConfig, session_id: str) -> Session:
+def _own_session(sim: FintectureSim, app: AppConfig, session_id: str) -> Session:
     if not _SESSION_ID.fullmatch(session_id):
         raise ApiError(400, "session_id_invalid_or_expired", "session_id must be 32 hexadecimal characters")
     session = sim.store.get_for_app(session_id, app.app_id)
@@ -67,7 +67,7 @@ async def create_payment_session(
     x_psu_type: Annotated[Literal["retail", "corporate", "all"] | None, Header()] = None,
     x_provider: Annotated[str | None, Header(pattern=r"^[A-Za-z0-9_-]{2,64}$")] = None,
 ) -> dict[str, Any]:
-    sim = get_sim(request)
+    sim = get_fintecture(request)
     if state is None and (app.mode == "strict" or redirect_uri is not None):
         raise ApiError(400, "mandatory_field_missing", "state is required")
     _check_urls(app, redirect_uri, origin_uri)
@@ -109,7 +109,7 @@ async def list_payments(
     since: Annotated[date | None, Query(alias="filter[from]")] = None,
     until: Annotated[date | None, Query(alias="filter[to]")] = None,
 ) -> dict[str, Any]:
-    sim = get_sim(request)
+    sim = get_fintecture(request)
     sessions = sorted(sim.store.of_app(app.app_id), key=lambda s: s.created_at, reverse=True)
     selected = [
         session
@@ -129,7 +129,7 @@ async def list_payments(
 async def get_payment(
     payment_id: str, request: Request, app: App, with_virtualbeneficiary: bool = False
 ) -> dict[str, Any]:
-    session = _own_session(get_sim(request), app, payment_id)
+    session = _own_session(get_fintecture(request), app, payment_id)
     return payment_resource(session, app, with_virtual_beneficiary=with_virtualbeneficiary)
 
 
@@ -139,7 +139,7 @@ async def get_payment(
     summary='Cancel a payment: {"meta": {"status": "payment_cancelled"}}',
 )
 async def update_payment(payment_id: str, body: PatchBody, request: Request, app: App) -> dict[str, Any]:
-    sim = get_sim(request)
+    sim = get_fintecture(request)
     session = _own_session(sim, app, payment_id)
     sim.cancel(session)
     return payment_resource(session, app)
@@ -151,7 +151,7 @@ async def update_payment(payment_id: str, body: PatchBody, request: Request, app
     summary="Refunds of a payment",
 )
 async def list_refunds(payment_id: str, request: Request, app: App) -> dict[str, Any]:
-    sim = get_sim(request)
+    sim = get_fintecture(request)
     session = _own_session(sim, app, payment_id)
     refunds = sim.store.refunds_of(session.session_id)
     return {
@@ -190,7 +190,7 @@ async def list_refunds(payment_id: str, request: Request, app: App) -> dict[str,
     ),
 )
 async def create_refund(body: RefundBody, request: Request, app: App, state: State = None) -> dict[str, Any]:
-    sim = get_sim(request)
+    sim = get_fintecture(request)
     original = sim.store.get_for_app(body.meta.session_id, app.app_id)
     if original is None:
         raise ApiError(400, "session_id_invalid_or_expired", "no payment session with this session_id")
@@ -226,7 +226,7 @@ async def request_for_payout(
     x_country: Country = None,
     redirect_uri: str | None = None,
 ) -> JSONResponse:
-    sim = get_sim(request)
+    sim = get_fintecture(request)
     _check_urls(app, redirect_uri, None)
     attributes = body.data.attributes
     common: dict[str, Any] = {

@@ -1,22 +1,20 @@
 """Request bodies of the Fintecture API, as validated by the simulator.
 
 Unknown fields are accepted (the SDKs and the third-party profile each send their own extras);
-the fields the simulator uses are checked. Validation errors become §11 errors:
-`mandatory_field_missing` for a missing field, `invalid_field` otherwise.
+the fields the simulator uses are checked. Validation errors become §11 errors
+(`simulator.errors.validation_error`): `mandatory_field_missing` for a missing field,
+`invalid_field` otherwise.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
-
-from simulator.errors import ApiError, ErrorItem
 
 _AMOUNT = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]{1,2})?")
 MAX_EXPIRY_SECONDS = 30 * 24 * 3600
@@ -158,14 +156,3 @@ class PatchMeta(_Open):
 
 class PatchBody(_Open):
     meta: PatchMeta
-
-
-def validation_error(errors: Sequence[Any]) -> ApiError:
-    """Pydantic/FastAPI validation errors as one §11 400 error listing every problem."""
-    items = []
-    for error in errors:
-        location = [str(part) for part in error.get("loc", ()) if part not in {"body", "query", "header"}]
-        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        code = "mandatory_field_missing" if error.get("type") == "missing" else "invalid_field"
-        items.append(ErrorItem(code, f"{'.'.join(location) or 'body'}: {message}"))
-    return ApiError.many(400, items or [ErrorItem("invalid_field", "invalid request")])

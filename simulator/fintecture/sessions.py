@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from simulator.clock import iso
-from simulator.config import AppConfig
+from simulator.fintecture.config import AppConfig
 
 # Contract §6: every documented session status and transfer state.
 SESSION_STATUSES = (
