@@ -67,6 +67,29 @@ def _is_uuid(value: str) -> bool:
     return len(value) == 36
 
 
+_ENCODED_BRACKET = re.compile(r"%5[BbDd]")
+
+
+def request_targets(method: str, raw_path: str, query: str) -> list[str]:
+    """The `(request-target)` values a signature may have been made over: the method, path and
+    query exactly as received, and, when the query has square brackets, the same with them spelled
+    the other way (literal `[` `]` or `%5B` `%5D`).
+
+    Fintecture serves its official Python SDK, which signs `filter[status]=…` but whose HTTP client
+    sends `filter%5Bstatus%5D=…`. That is the one normalisation: anything else percent-encoded (a
+    `state`, a `redirect_uri`) must be signed exactly as it is sent.
+    """
+    exact = f"{method.lower()} {raw_path}" + (f"?{query}" if query else "")
+    targets = [exact]
+    literal = _ENCODED_BRACKET.sub(lambda m: "[" if m.group(0)[-1] in "Bb" else "]", query)
+    encoded = query.replace("[", "%5B").replace("]", "%5D")
+    for spelling in (literal, encoded):
+        target = f"{method.lower()} {raw_path}?{spelling}"
+        if spelling != query and target not in targets:
+            targets.append(target)
+    return targets
+
+
 def verify_request(
     *,
     app_id: str,
@@ -82,8 +105,9 @@ def verify_request(
 ) -> SignatureCheck:
     """Check a merchant request per contract §2.
 
-    `raw_path` and `query` are exactly as on the wire (not decoded); `headers` must look up names
-    case-insensitively. With `required` (strict mode) the signing headers must all be present;
+    `raw_path` and `query` are exactly as on the wire (not decoded), except that square brackets in
+    the query may have been signed in their other spelling (`request_targets`); `headers` must look
+    up names case-insensitively. With `required` (strict mode) the signing headers must all be present;
     otherwise they are checked only when present. A Digest on a body-less request (the Ruby SDK
     sends one on GET) is accepted without comparing it to the empty body.
     """
@@ -114,15 +138,16 @@ def verify_request(
     if uncovered:
         raise SignatureError("Signature must cover: " + ", ".join(uncovered))
 
-    lines = []
-    for name in covered:
-        if name == "(request-target)":
-            value: str | None = f"{method.lower()} {raw_path}" + (f"?{query}" if query else "")
-        else:
-            value = headers.get(name)
-        if value is None:
-            raise SignatureError(f"signed header {name} is missing from the request")
-        lines.append(f"{name}: {value}")
+    # One signing string per accepted spelling of (request-target); they differ in that line only.
+    signing_strings = []
+    for target in request_targets(method, raw_path, query):
+        lines = []
+        for name in covered:
+            value = target if name == "(request-target)" else headers.get(name)
+            if value is None:
+                raise SignatureError(f"signed header {name} is missing from the request")
+            lines.append(f"{name}: {value}")
+        signing_strings.append("\n".join(lines).encode())
 
     sent_at = parse_http_date(headers["date"])
     if date_tolerance is not None and abs((now - sent_at).total_seconds()) > date_tolerance:
@@ -134,11 +159,13 @@ def verify_request(
         raw_signature = base64.b64decode(params["signature"], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise SignatureError("signature is not base64") from exc
-    try:
-        public_key.verify(raw_signature, "\n".join(lines).encode(), padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature as exc:
-        raise SignatureError("signature does not verify with the application's public key") from exc
-    return SignatureCheck(signed=True, verified=True)
+    for signing_string in signing_strings:
+        try:
+            public_key.verify(raw_signature, signing_string, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            continue
+        return SignatureCheck(signed=True, verified=True)
+    raise SignatureError("signature does not verify with the application's public key")
 
 
 def webhook_headers(

@@ -243,3 +243,83 @@ async def test_token_call_signature_is_checked_when_present(sim: Harness) -> Non
     response = await sim.client.send(bad)
     assert response.status_code == 401
     assert_error(response.json(), 401, "unauthorized", "invalid_signature")
+
+
+def _resent(sim: Harness, signed: httpx.Request, url: str) -> httpx.Request:
+    """The signed request's headers on another spelling of its URL."""
+    return sim.client.build_request(signed.method, url, headers=dict(signed.headers))
+
+
+async def test_strict_mode_accepts_filter_brackets_signed_literally_and_sent_percent_encoded(
+    sim: Harness,
+) -> None:
+    """Fintecture's official Python SDK signs `filter[status]=…` and sends `filter%5Bstatus%5D=…`."""
+    merchant = sim.strict
+    paid = (await sim.connect(merchant, state="paid-1"))["meta"]["session_id"]
+    await sim.complete(paid, "confirm")
+    await sim.connect(merchant, state="open-1")
+    literal = "/pis/v2/payments?filter[status]=payment_created"
+    request = await build(sim, merchant, "GET", literal)
+    assert request.url.raw_path == literal.encode()
+    sign_request(
+        request, key_id=merchant.app_id, private_key=merchant.private_key, date=rfc2822(sim.clock.now())
+    )
+
+    sent = _resent(sim, request, "/pis/v2/payments?filter%5Bstatus%5D=payment_created")
+    assert sent.url.raw_path == b"/pis/v2/payments?filter%5Bstatus%5D=payment_created"
+    response = await sim.client.send(sent)
+    assert response.status_code == 200, response.text
+    assert [item["id"] for item in response.json()["data"]] == [paid]
+    # Lower-case escapes too, and the literal spelling as signed.
+    assert (
+        await sim.client.send(_resent(sim, request, literal.replace("[", "%5b").replace("]", "%5d")))
+    ).status_code == 200
+    assert (await sim.client.send(_resent(sim, request, literal))).status_code == 200
+
+    # The other way round: signed percent-encoded, sent with literal brackets.
+    encoded = "/pis/v2/payments?filter%5Bstatus%5D=payment_created"
+    other = await build(sim, merchant, "GET", encoded)
+    sign_request(
+        other, key_id=merchant.app_id, private_key=merchant.private_key, date=rfc2822(sim.clock.now())
+    )
+    assert (await sim.client.send(_resent(sim, other, literal))).status_code == 200
+
+    recorded = [
+        r for r in (await sim.control("GET", "/requests"))["requests"] if r["path"] == "/pis/v2/payments"
+    ]
+    assert [(r["signed"], r["verified"], r["status_code"]) for r in recorded] == [(True, True, 200)] * 4
+    assert recorded[0]["query"] == "filter%5Bstatus%5D=payment_created"
+
+
+async def test_only_brackets_are_normalised_in_the_signed_query(sim: Harness) -> None:
+    merchant = sim.strict
+    # A percent-encoded state is verified exactly as sent: signing it decoded does not pass.
+    signed_decoded = await build(
+        sim, merchant, "GET", "/pis/v2/payments?filter[status]=payment_created&x=a/b"
+    )
+    sign_request(
+        signed_decoded,
+        key_id=merchant.app_id,
+        private_key=merchant.private_key,
+        date=rfc2822(sim.clock.now()),
+    )
+    response = await sim.client.send(
+        _resent(sim, signed_decoded, "/pis/v2/payments?filter%5Bstatus%5D=payment_created&x=a%2Fb")
+    )
+    assert response.status_code == 401
+    assert_error(response.json(), 401, "unauthorized", "invalid_signature")
+    # Another value behind the brackets is another request.
+    other_status = _resent(sim, signed_decoded, "/pis/v2/payments?filter%5Bstatus%5D=payment_pending&x=a/b")
+    assert (await sim.client.send(other_status)).status_code == 401
+    # A connect whose state is percent-encoded on the wire but was signed decoded is refused.
+    decoded = "/pis/v2/connect?state=ord/123&redirect_uri=https://shop.example/cb"
+    request = await build(sim, merchant, "POST", decoded, RAW_BODY)
+    assert request.url.raw_path == decoded.encode()
+    sign_request(
+        request, key_id=merchant.app_id, private_key=merchant.private_key, date=rfc2822(sim.clock.now())
+    )
+    forged = sim.client.build_request(
+        "POST", decoded.replace("ord/123", "ord%2F123"), content=RAW_BODY, headers=dict(request.headers)
+    )
+    await assert_rejected(sim, forged, "does not verify")
+    assert (await sim.client.send(request)).status_code == 200
