@@ -233,3 +233,9 @@ class ProviderPlugin:
     settings_class: type[ProviderSettings]
     build: Callable[[Any, ProviderContext], Provider]  # (its settings, context) -> adapter
     capabilities: Capabilities
+    # The provider's name for people (storefronts, operators); empty = `name`.
+    display_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)

@@ -8,6 +8,7 @@ from app.providers.fintecture.settings import FintectureSettings
 
 plugin = ProviderPlugin(
     name=FintectureProvider.name,
+    display_name="Fintecture",
     settings_class=FintectureSettings,
     build=build,
     capabilities=CAPABILITIES,
