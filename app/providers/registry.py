@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 import httpx
 
 from app.config import ConfigurationError, Settings
-from app.providers import fintecture
+from app.providers import fintecture, powens
 from app.providers.base import Provider, ProviderContext, ProviderPlugin, ProviderSettings
 
 # THE list. Its order decides the default provider when DEFAULT_PROVIDER is empty.
-PLUGINS: tuple[ProviderPlugin, ...] = (fintecture.plugin,)
+PLUGINS: tuple[ProviderPlugin, ...] = (fintecture.plugin, powens.plugin)
 
 # `POST /webhook`, the address merchants registered before each provider had its own
 # (`POST /webhooks/{provider}`), stays this provider's.

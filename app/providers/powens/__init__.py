@@ -1,0 +1,17 @@
+"""Powens Pay (ex-Budget Insight; payment initiation through the Powens webview) as a provider plug-in."""
+
+from __future__ import annotations
+
+from app.providers.base import ProviderPlugin
+from app.providers.powens.client import CAPABILITIES, PowensProvider, build
+from app.providers.powens.settings import PowensSettings
+
+plugin = ProviderPlugin(
+    name=PowensProvider.name,
+    display_name="Powens Pay",
+    settings_class=PowensSettings,
+    build=build,
+    capabilities=CAPABILITIES,
+)
+
+__all__ = ["PowensProvider", "PowensSettings", "plugin"]
