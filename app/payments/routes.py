@@ -15,12 +15,42 @@ from app.errors import ApiError, NotFound
 from app.idempotency import fingerprint_of, remember, replay
 from app.orders.service import get_order_for_bearer
 from app.payments import inbox, service
-from app.payments.schemas import PaymentSessionRequest, PaymentSessionResponse, SyncResponse, WebhookAck
+from app.payments.schemas import (
+    CapabilitiesOut,
+    PaymentSessionRequest,
+    PaymentSessionResponse,
+    ProviderList,
+    ProviderOut,
+    SyncResponse,
+    WebhookAck,
+)
 from app.payments.states import ORDER_STATUS_FOR
 from app.providers.base import ProviderError, WebhookRejected, WebhookRequest
-from app.providers.registry import LEGACY_WEBHOOK_PROVIDER, default_provider
+from app.providers.registry import LEGACY_WEBHOOK_PROVIDER, default_provider, enabled_plugins
 
 router = APIRouter(tags=["payments"])
+
+
+@router.get(
+    "/providers",
+    response_model=ProviderList,
+    summary="The enabled payment providers",
+    description="Public: lets a storefront offer the payer a choice. Pass `name` as `provider` "
+    "when opening a payment session; the `default` one is used when none is named.",
+)
+async def list_providers(settings: SettingsDep, providers: ProvidersDep) -> ProviderList:
+    default = default_provider(settings, providers)
+    return ProviderList(
+        items=[
+            ProviderOut(
+                name=plugin.name,
+                display_name=plugin.display_name,
+                default=plugin.name == default,
+                capabilities=CapabilitiesOut.model_validate(plugin.capabilities),
+            )
+            for plugin in enabled_plugins(providers)
+        ]
+    )
 
 
 @router.post(
@@ -37,6 +67,7 @@ router = APIRouter(tags=["payments"])
     responses={
         404: {"description": "No such order for this token"},
         409: {"description": "Order not payable, or a session is still being opened"},
+        422: {"description": "Invalid body, or `provider` names no enabled provider"},
         502: {"description": "The provider refused the session"},
         503: {"description": "The provider is unreachable or not configured"},
     },
@@ -60,6 +91,19 @@ async def create_payment_session(
     if stored is not None:
         return JSONResponse(stored[1], status_code=stored[0], headers={"Idempotent-Replayed": "true"})
 
+    if options.provider is not None and options.provider not in providers:
+        raise ApiError(
+            422,
+            "provider_not_enabled",
+            f"payment provider {options.provider!r} is not enabled here; GET /providers lists those that are",
+            [
+                {
+                    "field": "body.provider",
+                    "message": "not an enabled provider",
+                    "type": "provider_not_enabled",
+                }
+            ],
+        )
     name = options.provider or default_provider(settings, providers)
     provider = service.get_provider(providers, name or "")
     session, created = await service.open_session(

@@ -78,3 +78,40 @@ class SyncResponse(BaseModel):
     session_status: OrderStatus = Field(description="What the latest session means for the order")
     payment_status: PaymentStatus = Field(description="The latest session's provider-neutral status")
     changed: bool = Field(description="Whether the order moved")
+
+
+class CapabilitiesOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    pay_in: bool
+    refund: bool
+    payout: bool
+    cancel: bool
+
+
+class ProviderOut(BaseModel):
+    name: str = Field(description="What to send as `provider` when opening a payment session")
+    display_name: str = Field(description="A name to show the payer")
+    default: bool = Field(description="Used when a payment-session request names no provider")
+    capabilities: CapabilitiesOut
+
+
+class ProviderList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "name": EXAMPLE_PROVIDER,
+                            "display_name": PLUGINS[0].display_name,
+                            "default": True,
+                            "capabilities": {"pay_in": True, "refund": True, "payout": True, "cancel": True},
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    items: list[ProviderOut]

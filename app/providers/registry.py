@@ -135,3 +135,8 @@ def default_provider(settings: Settings, providers: Mapping[str, Provider]) -> s
     if settings.default_provider:
         return settings.default_provider if settings.default_provider in providers else None
     return next((plugin.name for plugin in PLUGINS if plugin.name in providers), None)
+
+
+def enabled_plugins(providers: Mapping[str, Provider]) -> list[ProviderPlugin]:
+    """The plugins of the built providers, in list order."""
+    return [plugin for plugin in PLUGINS if plugin.name in providers]

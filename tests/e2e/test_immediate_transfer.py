@@ -301,3 +301,24 @@ async def test_slow_provider_during_callback_shows_processing_then_the_sweeper_c
     assert await stack.order_status(order["id"]) == "awaiting_payment"
     await stack.sweep()
     assert await stack.order_status(order["id"]) == "paid"
+
+
+async def test_the_enabled_providers_are_listed_for_the_storefront(stack: Stack) -> None:
+    response = await stack.http.get(f"{stack.service_url}/providers")
+    assert response.status_code == 200
+    assert response.json() == {
+        "items": [
+            {
+                "name": "fintecture",
+                "display_name": "Fintecture",
+                "default": True,
+                "capabilities": {"pay_in": True, "refund": True, "payout": True, "cancel": True},
+            }
+        ]
+    }
+    order = await stack.create_order()
+    unknown = await stack.open_session(order, provider="nopay")
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["code"] == "provider_not_enabled"
+    assert await stack.order_status(order["id"]) == "pending"
+    assert await stack.count(PaymentSession) == 0
