@@ -201,19 +201,43 @@ def test_duplicate_header_spellings_are_refused() -> None:
     rejected(request, "duplicate bi-signature header")
 
 
-def test_a_gzip_body_is_verified_over_the_bytes_received_and_then_read() -> None:
+def test_a_gzip_body_is_verified_over_the_json_it_carries() -> None:
+    # The simulator's reading: the HMAC covers the JSON payload before compression.
     compressed = gzip.compress(BODY, mtime=0)
-    hint = verify(delivery(compressed, signature=sign(compressed), extra={"Content-Encoding": "gzip"}))
+    hint = verify(delivery(compressed, signature=EXPECTED_SIGNATURE, extra={"Content-Encoding": "gzip"}))
     assert hint.delivery_id == "918273"
     assert hint.payload["id"] == 4242
-    # Signed over the decompressed JSON instead: not what arrived on the wire.
-    rejected(delivery(compressed, signature=sign(BODY), extra={"Content-Encoding": "gzip"}), "does not match")
+    # Signed over the compressed bytes instead: not the payload.
+    rejected(
+        delivery(compressed, signature=sign(compressed), extra={"Content-Encoding": "gzip"}), "does not match"
+    )
+    # The same JSON compressed differently still verifies: what is signed is the payload.
+    recompressed = gzip.compress(BODY, compresslevel=1, mtime=12345)
+    assert recompressed != compressed
+    assert verify(delivery(recompressed, extra={"Content-Encoding": "gzip"})).delivery_id == "918273"
+
+
+def test_a_gzip_body_with_a_tampered_payload_is_refused() -> None:
+    tampered = gzip.compress(BODY.replace(b'"state":"done"', b'"state":"dona"'), mtime=0)
+    rejected(delivery(tampered, extra={"Content-Encoding": "gzip"}), "does not match")
+
+
+def test_an_uncompressed_body_announced_as_gzip_is_refused() -> None:
+    rejected(delivery(BODY, extra={"Content-Encoding": "gzip"}), "not valid gzip")
 
 
 def test_a_gzip_bomb_is_refused() -> None:
     bomb = gzip.compress(b"{" + b" " * (MAX_DECOMPRESSED_BYTES * 8) + b"}", mtime=0)
     assert len(bomb) < 64 * 1024  # small on the wire
-    rejected(delivery(bomb, signature=sign(bomb), extra={"Content-Encoding": "gzip"}), "too large")
+    rejected(delivery(bomb, signature=EXPECTED_SIGNATURE, extra={"Content-Encoding": "gzip"}), "too large")
+    # Just under the cap is fine (and then simply not a payment).
+    padded = b'{"id":4242,"id_webhook_data":1' + b" " * (MAX_DECOMPRESSED_BYTES - 40) + b"}"
+    assert len(padded) <= MAX_DECOMPRESSED_BYTES
+    compressed = gzip.compress(padded, mtime=0)
+    assert (
+        verify(delivery(compressed, signature=sign(padded), extra={"Content-Encoding": "gzip"})).delivery_id
+        == "1"
+    )
 
 
 def test_broken_gzip_is_refused() -> None:

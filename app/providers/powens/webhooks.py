@@ -14,10 +14,14 @@ time in; a `WebhookHint` or `WebhookRejected` (with a short reason, safe to log)
 - `BI-Signature-Date` (UTC ISO-8601, e.g. `2022-06-27T11:08:52.577831Z`) is required and must be
   within ±tolerance of now, both ways (no window is documented [?]; default ±600 s). A date without
   a zone is read as UTC, as the contract says the header is.
-- gzip: with `Content-Encoding: gzip` the HMAC is checked over the body **exactly as received on
-  the wire** (the compressed bytes: the contract says "raw body", and verification then never
-  decompresses unauthenticated data) [?]; the body is then decompressed with a hard cap
-  (`MAX_DECOMPRESSED_BYTES`), so a gzip bomb is refused. Any other content encoding is refused.
+- gzip (`Content-Encoding: gzip`, Powens's `webhooks.compression.enabled`): the contract does not
+  say which bytes the HMAC covers then [?]. The reading chosen is the simulator's
+  (`simulator/powens/signing.py`): the HMAC covers the JSON payload **before** compression, i.e.
+  the decompressed bytes, exactly as they come out of gzip (never re-serialised). The body is
+  therefore decompressed before the signature is checked, with a hard cap
+  (`MAX_DECOMPRESSED_BYTES`, 1 MiB) so a gzip bomb costs nothing; a truncated member, trailing
+  data or any other content encoding is refused. Without compression the HMAC covers the raw body
+  exactly as received.
 - The body is the whole Payment resource plus an integer `id_webhook_data`, unique per delivery:
   it is the `delivery_id` the inbox deduplicates on. `id` (the payment, an integer) becomes the
   `provider_session_id`. A body that is not a JSON object, or whose ids are not integers, is
@@ -159,9 +163,10 @@ def verify_webhook(
         raise WebhookRejected("missing BI-Signature-Date header")
     sent_at = parse_signature_date(date_value)
 
-    body = request.raw_body
+    # The signed payload: the raw body, or what a gzip body decompresses to (capped).
+    content = _content(lowered, request.raw_body)
     expected = hmac.new(
-        secret, signing_message(request.method, request.path, date_value, body), hashlib.sha256
+        secret, signing_message(request.method, request.path, date_value, content), hashlib.sha256
     ).digest()
     _check_signature(signature_value, expected)
 
@@ -170,7 +175,7 @@ def verify_webhook(
     if abs((now - sent_at).total_seconds()) > tolerance_seconds:
         raise WebhookRejected("BI-Signature-Date is outside the accepted window")
 
-    payload = _parse_body(_content(lowered, body))
+    payload = _parse_body(content)
     payment = payload.get("id")
     if not is_payment_id(payment):
         raise WebhookRejected("body has no integer payment id")
