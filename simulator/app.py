@@ -27,11 +27,18 @@ from simulator.fintecture import routes_connect, routes_oauth, routes_pis
 from simulator.fintecture import routes_control as fintecture_control
 from simulator.fintecture.engine import FintectureSim
 from simulator.guard import api_gate, get_sim, note_error
+from simulator.powens import errors as powens_errors
+from simulator.powens import routes_api as powens_api
+from simulator.powens import routes_control as powens_control
+from simulator.powens import routes_webview as powens_webview
+from simulator.powens.engine import API_PREFIX as POWENS_API_PREFIX
+from simulator.powens.engine import PowensSim
 
 
 def create_app(config: SimulatorConfig) -> FastAPI:
     sim = Simulator(config)
     fintecture = FintectureSim(sim)
+    powens = PowensSim(sim)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -52,11 +59,17 @@ def create_app(config: SimulatorConfig) -> FastAPI:
     )
     app.state.sim = sim
     app.state.fintecture = fintecture
+    app.state.powens = powens
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
         note_error(request, exc.sub_code)
         return error_response(exc)
+
+    async def on_powens_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, powens_errors.PowensError)
+        note_error(request, exc.code)
+        return powens_errors.error_response(exc)
 
     def framework_error(request: Request, exc: Exception) -> Exception:
         """A validation or HTTP error raised by the framework, in the format of whoever answers."""
@@ -80,6 +93,7 @@ def create_app(config: SimulatorConfig) -> FastAPI:
         return await response if inspect.isawaitable(response) else response
 
     app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(powens_errors.PowensError, on_powens_error)
     app.add_exception_handler(RequestValidationError, on_framework_error)
     app.add_exception_handler(StarletteHTTPException, on_framework_error)
     app.middleware("http")(api_gate)
@@ -88,6 +102,9 @@ def create_app(config: SimulatorConfig) -> FastAPI:
     app.include_router(routes_pis.router)
     app.include_router(routes_connect.router)
     app.include_router(fintecture_control.router)
+    app.include_router(powens_api.router)
+    app.include_router(powens_webview.router)
+    app.include_router(powens_control.router)
     app.include_router(routes_control.router)
     _document_errors(app)
     return app
@@ -115,6 +132,17 @@ _ERROR_SCHEMA = {
 }
 
 
+_POWENS_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "code": {"type": "string", "examples": ["invalidValue"]},
+        "description": {"type": "string"},
+        "message": {"type": ["string", "null"]},
+        "request_id": {"type": "string"},
+    },
+}
+
+
 def _document_errors(app: FastAPI) -> None:
     """Validation errors are answered as 400 in the provider's shape, not FastAPI's 422: say so."""
 
@@ -123,14 +151,18 @@ def _document_errors(app: FastAPI) -> None:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = _ERROR_SCHEMA
-            for path in schema["paths"].values():
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas["Error"] = _ERROR_SCHEMA
+            schemas["PowensError"] = _POWENS_ERROR_SCHEMA
+            for route, path in schema["paths"].items():
+                error = "PowensError" if route.startswith(POWENS_API_PREFIX) else "Error"
+                reference = {"$ref": f"#/components/schemas/{error}"}
                 for operation in path.values():
                     responses = operation.get("responses", {})
                     responses.pop("422", None)
                     responses["400"] = {
                         "description": "Invalid request",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                        "content": {"application/json": {"schema": reference}},
                     }
             for unused in ("HTTPValidationError", "ValidationError"):
                 schema["components"]["schemas"].pop(unused, None)

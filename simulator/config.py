@@ -15,9 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from simulator.clock import Clock, SystemClock
 from simulator.fintecture.config import AppConfig, Beneficiary
+from simulator.powens.config import PowensAppConfig, PowensBeneficiary, PowensPhaseSeconds
 from simulator.urls import http_url
 
-__all__ = ["AppConfig", "Beneficiary", "SimulatorConfig", "load_config"]
+__all__ = [
+    "AppConfig",
+    "Beneficiary",
+    "PowensAppConfig",
+    "PowensBeneficiary",
+    "PowensPhaseSeconds",
+    "SimulatorConfig",
+    "load_config",
+]
 
 
 class SimulatorConfig(BaseModel):
@@ -26,6 +35,7 @@ class SimulatorConfig(BaseModel):
     applications: list[AppConfig] = Field(
         default_factory=list, description="Fintecture merchant applications"
     )
+    powens_applications: list[PowensAppConfig] = Field(default_factory=list, description="Powens Pay clients")
     public_url: str = Field(
         default="http://127.0.0.1:8100", description="Base URL the simulator is reached at"
     )
@@ -44,6 +54,14 @@ class SimulatorConfig(BaseModel):
         description="Reject signed requests whose Date is further than this from the clock; None = no check",
     )
     max_recorded: int = Field(default=10_000, ge=1, description="Requests and deliveries kept for /_sim")
+    powens_token_ttl_seconds: int = Field(default=1800, ge=1, description="Powens service tokens: 30 min")
+    powens_scoped_token_ttl_seconds: int = Field(
+        default=604_800, ge=1, description="Powens payment-scoped tokens: 7 days"
+    )
+    powens_phase_seconds: PowensPhaseSeconds = Field(
+        default_factory=PowensPhaseSeconds,
+        description="Each phase of the test connector's label scenario (15 min; 15 s for instant)",
+    )
 
     # Code-only settings (not in the JSON file).
     clock: Clock = Field(default_factory=SystemClock, exclude=True)
@@ -60,10 +78,18 @@ class SimulatorConfig(BaseModel):
         ids = [app.app_id for app in self.applications]
         if len(ids) != len(set(ids)):
             raise ValueError("application app_id values must be unique")
+        client_ids = [app.client_id for app in self.powens_applications]
+        if len(client_ids) != len(set(client_ids)):
+            raise ValueError("Powens client_id values must be unique")
         return self
 
     def app(self, app_id: str) -> AppConfig | None:
+        """The Fintecture application with this app_id."""
         return next((app for app in self.applications if app.app_id == app_id), None)
+
+    def powens_app(self, client_id: str) -> PowensAppConfig | None:
+        """The Powens client with this client_id."""
+        return next((app for app in self.powens_applications if app.client_id == client_id), None)
 
 
 def load_config(path: Path, **overrides: object) -> SimulatorConfig:

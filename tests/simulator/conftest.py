@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from simulator.app import create_app
 from simulator.clock import Clock, FrozenClock
-from simulator.config import AppConfig, SimulatorConfig
+from simulator.config import AppConfig, PowensAppConfig, SimulatorConfig
 from tests.simulator.contract import rfc2822, sign_request
 
 START = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
@@ -34,6 +34,11 @@ PUBLIC_URL = "http://sim.test"
 WEBHOOK_URL = "http://merchant.test/webhook"
 REDIRECT_URI = "https://shop.example/checkout/return"
 ORIGIN_URI = "https://shop.example/cart"
+
+POWENS_API = "/powens/2.0"
+POWENS_REDIRECT = "https://shop.example/powens/return"
+POWENS_WEBHOOK_URL = "http://merchant.test/webhooks/powens"
+POWENS_IBAN = "FR7630006000011234567890189"
 
 
 def new_key() -> RSAPrivateKey:
@@ -123,6 +128,145 @@ def app_config(merchant: Merchant, **extra: Any) -> AppConfig:
     )
 
 
+@dataclass(frozen=True)
+class PowensClient:
+    client_id: str
+    client_secret: str
+    domain: str
+    webhook_secret: str
+
+
+POWENS_CLIENTS = {
+    "shop": PowensClient("10001", "powens-secret", "shop-sandbox", "whsec-shop-0123456789"),
+    "gzip": PowensClient("10002", "gzip-secret", "gzip-sandbox", "whsec-gzip-0123456789"),
+    "capped": PowensClient("10003", "capped-secret", "capped-sandbox", "whsec-capped-0123456789"),
+}
+
+
+def powens_config(client: PowensClient, **extra: Any) -> PowensAppConfig:
+    return PowensAppConfig(
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+        domain=client.domain,
+        name=f"Powens {client.domain}",
+        redirect_uris=[POWENS_REDIRECT, "https://shop.example/powens/cancelled"],
+        webhook_url=POWENS_WEBHOOK_URL,
+        webhook_secret=client.webhook_secret,
+        **extra,
+    )
+
+
+def powens_payment_body(
+    *,
+    label: str = "ORDER-1",
+    amount: float | int | str = 50.90,
+    execution_date_type: str = "first_open_day",
+    state: str | None = "order-1",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A PaymentInitRequest as the seed guide writes it (one instruction)."""
+    body: dict[str, Any] = {
+        "client_redirect_uri": POWENS_REDIRECT,
+        "instructions": [
+            {
+                "label": label,
+                "amount": amount,
+                "currency": "EUR",
+                "execution_date_type": execution_date_type,
+                "beneficiary": {"scheme_name": "iban", "identification": POWENS_IBAN, "label": "ACME Corp."},
+            }
+        ],
+        **extra,
+    }
+    if state is not None:
+        body["client_state"] = state
+    return body
+
+
+class PowensHarness:
+    """Powens calls as the merchant's backend makes them, and the /_sim/powens knobs."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self._tokens: dict[str, str] = {}
+
+    @property
+    def shop(self) -> PowensClient:
+        return POWENS_CLIENTS["shop"]
+
+    async def token(self, client: PowensClient | None = None, scope: Any = "payments:admin") -> str:
+        client = client or self.shop
+        key = f"{client.client_id}:{scope}"
+        if key not in self._tokens:
+            response = await self.client.post(
+                f"{POWENS_API}/auth/token",
+                json={
+                    "grant_type": "client_credentials",
+                    "client_id": client.client_id,
+                    "client_secret": client.client_secret,
+                    "scope": scope,
+                },
+            )
+            assert response.status_code == 200, response.text
+            self._tokens[key] = response.json()["token"]
+        return self._tokens[key]
+
+    async def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        client: PowensClient | None = None,
+        token: str | None = None,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or await self.token(client)}"}
+        return await self.client.request(
+            method, f"{POWENS_API}{path}", json=json, params=params, headers=headers
+        )
+
+    async def create(
+        self, client: PowensClient | None = None, expect: int = 200, **body: Any
+    ) -> dict[str, Any]:
+        response = await self.api("POST", "/payments", client=client, json=powens_payment_body(**body))
+        assert response.status_code == expect, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    async def payment(self, payment_id: int, client: PowensClient | None = None) -> dict[str, Any]:
+        response = await self.api("GET", f"/payments/{payment_id}", client=client)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def scoped_token(self, payment_id: int, client: PowensClient | None = None) -> dict[str, Any]:
+        response = await self.api(
+            "POST",
+            f"/payments/{payment_id}/scopedtoken",
+            client=client,
+            json={"scope": ["payments:validate"]},
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def control(self, method: str, path: str, json: Any = None, expect: int = 200) -> Any:
+        response = await self.client.request(method, f"/_sim/powens{path}", json=json)
+        assert response.status_code == expect, response.text
+        return response.json()
+
+    async def complete(self, payment_id: int, outcome: str = "validate", **extra: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self.control(
+            "POST", f"/payments/{payment_id}/complete", {"outcome": outcome, **extra}
+        )
+        return result
+
+    async def set_state(self, payment_id: int, **change: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self.control("POST", f"/payments/{payment_id}/state", change)
+        return result
+
+
 class Harness:
     def __init__(
         self,
@@ -138,6 +282,7 @@ class Harness:
         self.merchants = merchants
         self.config = config
         self._tokens: dict[str, str] = {}
+        self.powens = PowensHarness(client)
 
     @property
     def lenient(self) -> Merchant:
@@ -298,6 +443,11 @@ def make_sim(merchants: dict[str, Merchant]) -> SimFactory:
             public_url=PUBLIC_URL,
             clock=clock,
             **{
+                "powens_applications": [
+                    powens_config(POWENS_CLIENTS["shop"]),
+                    powens_config(POWENS_CLIENTS["gzip"], webhook_gzip=True),
+                    powens_config(POWENS_CLIENTS["capped"], max_amount="10.00"),
+                ],
                 "webhook_retry_base_delay": 10.0,
                 "webhook_transport": httpx.ASGITransport(app=receiver),
                 **overrides,
