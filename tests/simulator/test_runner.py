@@ -87,3 +87,103 @@ def test_duplicate_app_ids_are_refused(tmp_path: Path) -> None:
     config_path.write_text(json.dumps({"applications": [app, app]}))
     with pytest.raises(ValidationError, match="unique"):
         load_config(config_path)
+
+
+def test_the_demo_config_has_a_powens_client_and_the_printout_gives_its_settings(tmp_path: Path) -> None:
+    config, lines = prepare("127.0.0.1", 8100, None, tmp_path)
+    [client] = config.powens_applications
+    assert client.webhook_url == "http://127.0.0.1:8000/webhooks/powens"
+    assert client.allows_redirect("http://127.0.0.1:8000/callback") and client.webhook_secret
+    text = "\n".join(lines)
+    for line in (
+        f"POWENS_CLIENT_ID={client.client_id}",
+        f"POWENS_CLIENT_SECRET={client.client_secret}",
+        f"POWENS_DOMAIN={client.domain}",
+        "POWENS_API_URL=http://127.0.0.1:8100/powens/2.0",
+        "POWENS_WEBVIEW_URL=http://127.0.0.1:8100/powens/webview",
+        f"POWENS_WEBHOOK_SECRET={client.webhook_secret}",
+        f"POWENS_BENEFICIARY_IBAN={client.beneficiary.iban}",
+        f"POWENS_BENEFICIARY_NAME={client.beneficiary.name}",
+    ):
+        assert f"    {line}" in lines, line
+    assert text.index("FINTECTURE_APP_ID") < text.index("POWENS_CLIENT_ID")
+    again, _ = prepare("127.0.0.1", 8100, None, tmp_path)
+    assert again.powens_applications[0].client_id == client.client_id
+
+
+def test_a_demo_config_from_before_powens_gets_a_client_once(tmp_path: Path) -> None:
+    ensure_demo_app(tmp_path)
+    path = tmp_path / "demo-config.json"
+    raw = json.loads(path.read_text())
+    del raw["powens_applications"]
+    path.write_text(json.dumps(raw))
+    config, _ = prepare("127.0.0.1", 8100, None, tmp_path)
+    assert config.applications[0].app_id == raw["applications"][0]["app_id"]
+    [client] = config.powens_applications
+    again, _ = prepare("127.0.0.1", 8100, None, tmp_path)
+    assert again.powens_applications[0].client_id == client.client_id
+
+
+def test_a_config_file_with_powens_clients(tmp_path: Path) -> None:
+    config_path = tmp_path / "sim.json"
+    config_path.write_text(
+        json.dumps(
+            {
+                "powens_token_ttl_seconds": 600,
+                "powens_phase_seconds": {"first_open_day": 30, "instant": 1},
+                "powens_applications": [
+                    {
+                        "client_id": "42",
+                        "client_secret": "s3cret",
+                        "domain": "shop-sandbox.biapi.pro",
+                        "redirect_uris": ["https://shop.example/callback"],
+                        "webhook_url": "https://shop.example/webhooks/powens",
+                        "webhook_secret": "whsec",
+                        "webhook_gzip": True,
+                        "max_amount": "10.00",
+                    }
+                ],
+            }
+        )
+    )
+    config, lines = prepare("127.0.0.1", 8100, config_path, tmp_path / "unused")
+    [client] = config.powens_applications
+    assert client.domain == "shop-sandbox" and client.webhook_gzip and str(client.max_amount) == "10.00"
+    assert config.powens_token_ttl_seconds == 600 and config.powens_phase_seconds.instant == 1
+    assert config.applications == []
+    text = "\n".join(lines)
+    assert "POWENS_DOMAIN=shop-sandbox" in text and "max 10.00 per payment" in text
+    assert "Fintecture: no application" in text
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"webhook_secret": None},
+        {"webhook_url": "https://shop.example/webhooks/powens?token=1"},
+        {"redirect_uris": ["https://shop.example/callback?x=1"]},
+        {"domain": "not a domain"},
+        {"max_amount": 0},
+        {"unknown_field": 1},
+    ],
+)
+def test_bad_powens_clients_are_refused(tmp_path: Path, change: dict[str, object]) -> None:
+    client = {
+        "client_id": "42",
+        "client_secret": "s",
+        "webhook_url": "https://shop.example/webhooks/powens",
+        "webhook_secret": "whsec",
+        **change,
+    }
+    config_path = tmp_path / "sim.json"
+    config_path.write_text(json.dumps({"powens_applications": [client]}))
+    with pytest.raises((ValidationError, ValueError)):
+        load_config(config_path)
+
+
+def test_duplicate_powens_client_ids_are_refused(tmp_path: Path) -> None:
+    client = {"client_id": "42", "client_secret": "s"}
+    config_path = tmp_path / "sim.json"
+    config_path.write_text(json.dumps({"powens_applications": [client, client]}))
+    with pytest.raises(ValidationError, match="unique"):
+        load_config(config_path)
