@@ -268,7 +268,9 @@ class PowensSim:
     # The test connector
     def _apply_code(self, payment: Payment, code: str) -> None:
         state, error_code = SCENARIO_CODES[code]
-        self.transition(payment, state, source="bank", error_code=error_code)
+        # Staying pending keeps a cancellation that waits for the payer's consent.
+        detail = payment.state_detail if state == payment.state == "pending" else None
+        self.transition(payment, state, source="bank", error_code=error_code, state_detail=detail)
 
     def _step(self, payment_id: int, generation: int, code: str) -> None:
         payment = self.payments.get(payment_id)

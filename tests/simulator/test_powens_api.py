@@ -414,3 +414,14 @@ async def test_the_openapi_document_describes_both_providers(sim: Harness) -> No
     assert {"/powens/2.0/auth/token", "/powens/2.0/payments", "/pis/v2/connect"} <= set(schema["paths"])
     bad = schema["paths"]["/powens/2.0/payments"]["post"]["responses"]["400"]
     assert bad["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/PowensError"
+
+
+async def test_a_cancellation_waiting_for_consent_survives_another_pending_phase(sim: Harness) -> None:
+    payment_id = (await sim.powens.create(label="pdng/pdng - x"))["id"]
+    await sim.powens.complete(payment_id)
+    await sim.powens.api("POST", f"/payments/{payment_id}", json={"cancel": True})
+    await sim.advance(900)
+    body = await sim.powens.control("GET", f"/payments/{payment_id}")
+    assert (body["state"], body["state_detail"]) == ("pending", "cancelling")
+    result = await sim.powens.complete(payment_id, "confirm_cancel")
+    assert result["payment"]["state"] == "rejected"
