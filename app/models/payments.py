@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -88,7 +89,7 @@ class ProviderEvent(Base):
     event_type: Mapped[str | None] = mapped_column(String(128))
     provider_session_id: Mapped[str | None] = mapped_column(String(128), index=True)
     content_type: Mapped[str | None] = mapped_column(String(128))
-    raw_body: Mapped[str] = mapped_column(Text)
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary)  # exactly as received (gzip included)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

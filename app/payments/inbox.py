@@ -42,7 +42,7 @@ async def record(db: AsyncSession, provider: str, hint: WebhookHint, raw_body: b
             "event_type": hint.event_type,
             "provider_session_id": hint.provider_session_id,
             "content_type": hint.content_type,
-            "raw_body": raw_body.decode("utf-8", errors="replace"),
+            "raw_body": raw_body,
             "payload": dict(hint.payload),
             "attempts": 0,
         },

@@ -1,5 +1,5 @@
 """payments core: typed status enums, payment status apart from order status, session
-reservations, inbox leases
+reservations, inbox leases, raw deliveries kept as bytes
 
 Stop every process of the previous release before upgrading: they write order-vocabulary statuses
 into `payment_sessions.status`, which this revision turns into the `payment_status` enum.
@@ -74,6 +74,10 @@ def upgrade() -> None:
     op.execute(
         "ALTER TABLE provider_events ALTER COLUMN outcome TYPE inbox_outcome USING outcome::inbox_outcome"
     )
+    # Deliveries are kept byte for byte (a gzip body is not text).
+    op.execute(
+        "ALTER TABLE provider_events ALTER COLUMN raw_body TYPE bytea USING convert_to(raw_body, 'UTF8')"
+    )
     op.add_column("provider_events", sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True))
     op.drop_index("ix_provider_events_pending", table_name="provider_events")
     op.create_index(
@@ -88,6 +92,10 @@ def downgrade() -> None:
     op.drop_index("ix_provider_events_due", table_name="provider_events")
     op.create_index("ix_provider_events_pending", "provider_events", ["processed_at", "next_attempt_at"])
     op.drop_column("provider_events", "claimed_until")
+    op.execute(
+        "ALTER TABLE provider_events ALTER COLUMN raw_body TYPE text "
+        "USING convert_from(raw_body, 'UTF8')"
+    )
     op.execute("ALTER TABLE provider_events ALTER COLUMN outcome TYPE varchar(16) USING outcome::text")
     op.execute("DELETE FROM payment_sessions WHERE provider_session_id IS NULL")
     op.alter_column("payment_sessions", "connect_url", existing_type=sa.Text(), nullable=False)

@@ -20,7 +20,7 @@ async def _events(sm: async_sessionmaker[AsyncSession], session_id: str, count: 
                 provider="fintecture",
                 delivery_id=f"{session_id}-{i}-{datetime.now(UTC).timestamp()}",
                 provider_session_id=session_id,
-                raw_body="",
+                raw_body=b"",
                 payload={},
                 attempts=0,
             )

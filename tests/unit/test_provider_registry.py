@@ -98,7 +98,7 @@ def signs(adapter: object, public_pem: bytes) -> bool:
 
 def test_the_list_names_each_provider_once() -> None:
     names = registry.plugin_names()
-    assert names == ["fintecture"]
+    assert names == ["fintecture", "powens"]
     assert len(set(names)) == len(names)
     for plugin in registry.PLUGINS:
         assert issubclass(plugin.settings_class, ProviderSettings)
@@ -168,7 +168,9 @@ def test_sandbox_id_without_a_secret_is_refused() -> None:
 
 def test_default_provider_must_be_a_configured_provider() -> None:
     registry.check(settings(default_provider="fintecture"), fintecture(app_id=APP_ID, app_secret="s"))
-    with pytest.raises(ConfigurationError, match="DEFAULT_PROVIDER 'powens' is not a provider"):
+    with pytest.raises(ConfigurationError, match="DEFAULT_PROVIDER 'acme' is not a provider"):
+        registry.check(settings(default_provider="acme"), fintecture(app_id=APP_ID, app_secret="s"))
+    with pytest.raises(ConfigurationError, match="DEFAULT_PROVIDER 'powens' is not configured"):
         registry.check(settings(default_provider="powens"), fintecture(app_id=APP_ID, app_secret="s"))
     with pytest.raises(ConfigurationError, match="DEFAULT_PROVIDER 'fintecture' is not configured"):
         registry.check(settings(default_provider="fintecture"), fintecture())
@@ -345,5 +347,5 @@ def test_production_checks_only_the_enabled_providers_and_names_every_id() -> No
         registry.check(production(), both())
     assert (
         "no payment provider is configured: FINTECTURE_APP_ID is missing or a placeholder, "
-        "SECOND_CLIENT_ID is missing or a placeholder"
+        "POWENS_CLIENT_ID is missing or a placeholder, SECOND_CLIENT_ID is missing or a placeholder"
     ) in str(caught.value)
