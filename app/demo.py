@@ -1,7 +1,8 @@
 """`checkout demo`: everything a newcomer needs to pay an order in a browser, on localhost.
 
-An embedded PostgreSQL (unless DATABASE_URL is set), the provider simulator with a generated key
-pair and demo credentials, the checkout service, and the demo storefront page at `/`. This module
+An embedded PostgreSQL (unless DATABASE_URL is set), the provider simulator (Fintecture and Powens
+Pay) with a generated key pair and demo credentials, the checkout service with both providers, and
+the demo storefront page at `/`, which lets the payer choose. This module
 is CLI-only: the service itself never imports the simulator.
 """
 
@@ -17,6 +18,8 @@ from app.config import Settings
 from app.devdb import start_embedded_postgres, with_database
 
 DEMO_APP_ID = "demo-shop"
+DEMO_POWENS_CLIENT = "demo-shop-powens"
+DEMO_POWENS_DOMAIN = "demo-shop-sandbox"
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -76,8 +79,11 @@ def run_demo(*, host: str, port: int, simulator_port: int, data_dir: Path) -> No
     from app.cli import migrate
     from app.main import create_app
     from app.providers.fintecture.settings import FintectureSettings
+    from app.providers.powens.settings import PowensSettings
     from simulator.app import create_app as create_simulator
-    from simulator.config import AppConfig, SimulatorConfig
+    from simulator.config import AppConfig, PowensAppConfig, PowensPhaseSeconds, SimulatorConfig
+    from simulator.powens.engine import API_PREFIX as POWENS_API_PREFIX
+    from simulator.powens.engine import WEBVIEW_PREFIX as POWENS_WEBVIEW_PREFIX
 
     data_dir.mkdir(parents=True, exist_ok=True)
     secrets_dir = data_dir / "demo"
@@ -109,6 +115,26 @@ def run_demo(*, host: str, port: int, simulator_port: int, data_dir: Path) -> No
     fintecture = FintectureSettings(
         app_id=DEMO_APP_ID, app_secret=app_secret, private_key=private_pem, api_url=simulator_url
     )
+    powens_secret = _demo_secret(secrets_dir / "powens_client_secret")
+    powens_webhook_secret = _demo_secret(secrets_dir / "powens_webhook_secret")
+    powens_app = PowensAppConfig(
+        client_id=DEMO_POWENS_CLIENT,
+        client_secret=powens_secret,
+        domain=DEMO_POWENS_DOMAIN,
+        redirect_uris=[settings.callback_url],
+        webhook_url=f"{service_url}/webhooks/powens",
+        webhook_secret=powens_webhook_secret,
+    )
+    powens = PowensSettings(
+        client_id=DEMO_POWENS_CLIENT,
+        client_secret=powens_secret,
+        domain=DEMO_POWENS_DOMAIN,
+        api_url=f"{simulator_url}{POWENS_API_PREFIX}",
+        webview_url=f"{simulator_url}{POWENS_WEBVIEW_PREFIX}",
+        webhook_secret=powens_webhook_secret,
+        beneficiary_iban=powens_app.beneficiary.iban,
+        beneficiary_name=powens_app.beneficiary.name,
+    )
     migrate(settings.database_url)
     asyncio.run(_seed(settings))
 
@@ -125,10 +151,13 @@ def run_demo(*, host: str, port: int, simulator_port: int, data_dir: Path) -> No
                 mode="lenient",
             )
         ],
+        powens_applications=[powens_app],
+        # The test connector's bank phases, short enough to watch a payment settle in the shop.
+        powens_phase_seconds=PowensPhaseSeconds(first_open_day=5, instant=2),
     )
     servers = [
         uvicorn.Server(uvicorn.Config(create_simulator(simulator_config), host=host, port=simulator_port)),
-        uvicorn.Server(uvicorn.Config(create_app(settings, [fintecture]), host=host, port=port)),
+        uvicorn.Server(uvicorn.Config(create_app(settings, [fintecture, powens]), host=host, port=port)),
     ]
     database_label = f"embedded PostgreSQL in {data_dir / 'pg'}" if pg_server else "DATABASE_URL"
     print(

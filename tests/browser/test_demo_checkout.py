@@ -1,5 +1,6 @@
-"""The README's run command, driven by a real browser: `checkout demo` -> shop -> Pay by bank ->
-the simulated provider page -> back to the shop, which shows the order paid.
+"""The README's run command, driven by a real browser: `checkout demo` -> shop -> choose a provider
+-> Pay by bank -> the simulated provider page -> back to the shop, which shows the order as the
+database has it; with each provider.
 
 Needs Chromium at /usr/bin/chromium (Debian's `chromium`; `.ci/run` installs it). Playwright drives
 it through `executable_path` and never downloads a browser of its own.
@@ -89,9 +90,23 @@ def demo(database_url: str, clean_database: str, tmp_path: Path) -> Iterator[str
             process.wait()
 
 
-@pytest.mark.parametrize(("outcome", "shown"), [("confirm", "paid"), ("reject", "failed")])
+# (provider chosen in the shop, the provider page's URL, the button pressed there, the status shown)
+CHECKOUTS = [
+    ("fintecture", "**/connect/v2/**", "confirm", "paid"),
+    ("fintecture", "**/connect/v2/**", "reject", "failed"),
+    ("powens", "**/powens/webview/**", "validate", "paid"),
+    ("powens", "**/powens/webview/**", "cancel", "failed"),
+]
+
+
+@pytest.mark.parametrize(("provider", "page_url", "outcome", "shown"), CHECKOUTS)
 async def test_a_newcomer_pays_an_order_in_the_browser(
-    demo: str, sessionmaker: async_sessionmaker[AsyncSession], outcome: str, shown: str
+    demo: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: str,
+    page_url: str,
+    outcome: str,
+    shown: str,
 ) -> None:
     from playwright.async_api import async_playwright
 
@@ -101,13 +116,13 @@ async def test_a_newcomer_pays_an_order_in_the_browser(
             page = await browser.new_page()
             await page.goto(f"{demo}/")
             await page.wait_for_selector("#products input")
+            await page.check(f"input[name=provider][value={provider}]")
             await page.click("#pay")
-            await page.wait_for_url("**/connect/v2/**")
-            assert "Choose your bank" in await page.content()
+            await page.wait_for_url(page_url)
             await page.click(f"button[value={outcome}]")
             await page.wait_for_url("**/checkout/result**")
             await page.wait_for_function(
-                f"document.getElementById('status').dataset.status === '{shown}'", timeout=15000
+                f"document.getElementById('status').dataset.status === '{shown}'", timeout=20000
             )
             reference = await page.inner_text("#reference")
         finally:
