@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -56,16 +56,6 @@ class DrainResult:
     gave_up: int = 0
 
 
-@dataclass(frozen=True)
-class _Group:
-    """Claimed events about one payment (or one event naming none), and the lease that holds them."""
-
-    provider: str
-    provider_session_id: str | None
-    event_ids: tuple[int, ...]
-    claimed_until: datetime
-
-
 class _Unusable(Exception):
     """A verified delivery that names no payment: no retry can make it useful (it stays kept)."""
 
@@ -90,36 +80,43 @@ class InboxProcessor:
         self.concurrency = concurrency
         self.lease = lease
 
-    async def drain(self, *, max_rounds: int = 50) -> DrainResult:
-        """Process due events until none is left (or `max_rounds` claims of up to `concurrency`
-        payments each); the counts are per event."""
+    async def drain(self, *, max_groups: int = 2000) -> DrainResult:
+        """Process due events until none is left (or `max_groups` payments were taken up); the
+        counts are per event.
+
+        A pipeline, not rounds: up to `concurrency` payments are in flight at once, and each slot
+        that frees up is refilled by the next claim, so one slow provider read holds one slot only.
+        """
         result = DrainResult()
-        for _ in range(max_rounds):
-            groups = await self._claim()
-            if not groups:
-                break
-            outcomes = await asyncio.gather(*(self._process(group) for group in groups))
-            for outcome, count in outcomes:
-                if outcome is not None:
-                    setattr(result, outcome, getattr(result, outcome) + count)
+        running: set[asyncio.Task[tuple[str | None, int]]] = set()
+        taken = 0
+        exhausted = False
+        try:
+            while True:
+                free = self.concurrency - len(running)
+                if not exhausted and free > 0 and taken < max_groups:
+                    groups = await self._claim(min(free, max_groups - taken))
+                    taken += len(groups)
+                    running.update(asyncio.create_task(self._process(group)) for group in groups)
+                    exhausted = not groups  # nothing more to claim now: let the rest finish
+                if not running:
+                    break  # nothing claimable now; the worker loop looks again when woken or polled
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    outcome, count = task.result()
+                    if outcome is not None:
+                        setattr(result, outcome, getattr(result, outcome) + count)
+                exhausted = False  # a slot is free: events may have arrived meanwhile
+        finally:
+            for task in running:  # cancelled (the service is stopping): the leases run out
+                task.cancel()
         return result
 
-    async def _claim(self) -> list[_Group]:
+    async def _claim(self, max_groups: int) -> list[repository.ClaimedGroup]:
         async with transaction(self.sessionmaker) as db:
-            claimed = await repository.claim_events(
-                db, now=utcnow(), lease=self.lease, max_groups=self.concurrency
-            )
-            return [
-                _Group(
-                    events[0].provider,
-                    events[0].provider_session_id,
-                    tuple(e.id for e in events),
-                    events[0].claimed_until or utcnow(),
-                )
-                for events in claimed
-            ]
+            return await repository.claim_events(db, now=utcnow(), lease=self.lease, max_groups=max_groups)
 
-    async def _process(self, group: _Group) -> tuple[str | None, int]:
+    async def _process(self, group: repository.ClaimedGroup) -> tuple[str | None, int]:
         """The outcome and how many events it settled (none when the lease was lost meanwhile)."""
         try:
             return "applied", await self._apply(group)
@@ -130,7 +127,7 @@ class InboxProcessor:
         # The provider read ends well before the lease does, so a live worker keeps what it holds.
         return max(1.0, self.lease.total_seconds() * 0.8)
 
-    async def _apply(self, group: _Group) -> int:
+    async def _apply(self, group: repository.ClaimedGroup) -> int:
         provider = self.providers.get(group.provider)
         if provider is None:
             raise LookupError(f"payment provider {group.provider!r} is not configured")
@@ -159,7 +156,7 @@ class InboxProcessor:
                 event.claimed_until = None
             return len(events)
 
-    async def _failed(self, group: _Group, exc: Exception) -> tuple[str | None, int]:
+    async def _failed(self, group: repository.ClaimedGroup, exc: Exception) -> tuple[str | None, int]:
         expected = isinstance(exc, (LookupError, ProviderError, TimeoutError, _Unusable))
         error = (str(exc) or type(exc).__name__ if expected else f"{type(exc).__name__}: {exc}")[:500]
         if not expected:

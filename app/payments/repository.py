@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from app.models import Order, OrderTransition, PaymentSession, ProviderEvent
 from app.orders.states import OrderStatus
@@ -196,76 +196,99 @@ def _owner_lock_id(provider: str, provider_session_id: str | None, event_id: int
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
 
 
+@dataclass(frozen=True)
+class ClaimedGroup:
+    """Claimed events about one payment (or one event naming none), and the lease that holds them."""
+
+    provider: str
+    provider_session_id: str | None
+    event_ids: tuple[int, ...]
+    claimed_until: datetime
+
+
 async def claim_events(
     db: AsyncSession, *, now: datetime, lease: timedelta, max_groups: int
-) -> list[list[ProviderEvent]]:
+) -> list[ClaimedGroup]:
     """Claim due events with a lease, grouped by the payment they are about.
 
     One worker at a time owns a payment: a group is claimed only under a transaction-scoped
     advisory lock on its (provider, session id) and only when no other unexpired lease covers it,
-    so two processes never read and apply the same payment at once.
+    so two processes never read and apply the same payment at once. A handful of statements
+    whatever the batch size: the candidates, the advisory locks, the leases held elsewhere, the
+    update.
     """
-    sibling = aliased(ProviderEvent)
-    # Events of a payment another worker holds are left out here, so they never crowd the window.
-    leased_sibling = (
-        select(sibling.id)
-        .where(
-            sibling.provider == ProviderEvent.provider,
-            sibling.provider_session_id == ProviderEvent.provider_session_id,
-            sibling.processed_at.is_(None),
-            sibling.claimed_until >= now,
-        )
-        .exists()
+    leased = select(ProviderEvent.provider, ProviderEvent.provider_session_id).where(
+        ProviderEvent.processed_at.is_(None),
+        ProviderEvent.claimed_until >= now,
+        ProviderEvent.provider_session_id.is_not(None),
     )
-    candidates = list(
-        await db.scalars(
-            select(ProviderEvent)
+    rows = (
+        await db.execute(
+            select(ProviderEvent.id, ProviderEvent.provider, ProviderEvent.provider_session_id)
             .where(
                 ProviderEvent.processed_at.is_(None),
                 ProviderEvent.next_attempt_at <= now,
                 or_(ProviderEvent.claimed_until.is_(None), ProviderEvent.claimed_until < now),
-                ~leased_sibling,
+                # A payment another worker holds is left out, so its events never crowd the window
+                # (NOT IN over a small hashed set: linear however large the backlog).
+                or_(
+                    ProviderEvent.provider_session_id.is_(None),
+                    tuple_(ProviderEvent.provider, ProviderEvent.provider_session_id).not_in(leased),
+                ),
             )
             .order_by(ProviderEvent.next_attempt_at, ProviderEvent.id)
             .limit(max_groups * 4)
             .with_for_update(skip_locked=True)
         )
-    )
-    groups: dict[tuple[str, str | int], list[ProviderEvent]] = {}
-    for event in candidates:
-        key = (event.provider, event.provider_session_id or event.id)
-        if key in groups:
-            groups[key].append(event)
+    ).all()
+    groups: dict[int, tuple[str, str | None, list[int]]] = {}
+    for event_id, provider, session_id in rows:
+        lock_id = _owner_lock_id(provider, session_id, event_id)
+        if lock_id in groups:
+            groups[lock_id][2].append(event_id)
         elif len(groups) < max_groups:
-            groups[key] = [event]
-    claimed: list[list[ProviderEvent]] = []
-    for (provider, _), events in groups.items():
-        first = events[0]
-        lock_id = _owner_lock_id(provider, first.provider_session_id, first.id)
-        if not await db.scalar(select(func.pg_try_advisory_xact_lock(lock_id))):
-            continue
-        if first.provider_session_id and await _leased_elsewhere(db, first, now):
-            continue
-        for event in events:
-            event.claimed_until = now + lease
-            event.attempts += 1
-        claimed.append(events)
-    await db.flush()
-    return claimed
-
-
-async def _leased_elsewhere(db: AsyncSession, event: ProviderEvent, now: datetime) -> bool:
-    held = await db.scalar(
-        select(func.count())
-        .select_from(ProviderEvent)
-        .where(
-            ProviderEvent.provider == event.provider,
-            ProviderEvent.provider_session_id == event.provider_session_id,
-            ProviderEvent.processed_at.is_(None),
-            ProviderEvent.claimed_until >= now,
-        )
+            groups[lock_id] = (provider, session_id, [event_id])
+    if not groups:
+        return []
+    locked = await db.execute(
+        text("SELECT k, pg_try_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS t(k)"),
+        {"keys": list(groups)},
     )
-    return bool(held)
+    owned = {key: groups[key] for key, acquired in locked.all() if acquired}
+    pairs = [(provider, session_id) for provider, session_id, _ in owned.values() if session_id]
+    held: set[tuple[str, str | None]] = set()
+    if pairs:
+        held = {
+            (provider, session_id)
+            for provider, session_id in (
+                await db.execute(
+                    select(ProviderEvent.provider, ProviderEvent.provider_session_id)
+                    .where(
+                        ProviderEvent.processed_at.is_(None),
+                        ProviderEvent.claimed_until >= now,
+                        tuple_(ProviderEvent.provider, ProviderEvent.provider_session_id).in_(pairs),
+                    )
+                    .distinct()
+                )
+            ).all()
+        }
+    claimed = [
+        (provider, session_id, ids)
+        for provider, session_id, ids in owned.values()
+        if session_id is None or (provider, session_id) not in held
+    ]
+    if not claimed:
+        return []
+    claimed_until = now + lease
+    await db.execute(
+        update(ProviderEvent)
+        .where(ProviderEvent.id.in_([event_id for _, _, ids in claimed for event_id in ids]))
+        .values(claimed_until=claimed_until, attempts=ProviderEvent.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return [
+        ClaimedGroup(provider, session_id, tuple(ids), claimed_until) for provider, session_id, ids in claimed
+    ]
 
 
 async def lock_claimed_events(

@@ -33,7 +33,7 @@ async def _events(sm: async_sessionmaker[AsyncSession], session_id: str, count: 
 
 async def _claim(
     sm: async_sessionmaker[AsyncSession], *, lease: timedelta, max_groups: int = 16
-) -> list[list[ProviderEvent]]:
+) -> list[repository.ClaimedGroup]:
     async with transaction(sm) as db:
         return await repository.claim_events(db, now=datetime.now(UTC), lease=lease, max_groups=max_groups)
 
@@ -43,14 +43,14 @@ async def test_a_lease_taken_over_is_no_longer_the_first_workers(
 ) -> None:
     ids = await _events(sessionmaker, "sess-a", 2)
     [first] = await _claim(sessionmaker, lease=timedelta(seconds=0.5))
-    first_lease = first[0].claimed_until
-    assert first_lease is not None and sorted(e.id for e in first) == ids
+    first_lease = first.claimed_until
+    assert sorted(first.event_ids) == ids
 
     assert await _claim(sessionmaker, lease=timedelta(seconds=30)) == []  # held
     await asyncio.sleep(0.6)
     [second] = await _claim(sessionmaker, lease=timedelta(seconds=30))  # the lease ran out
-    second_lease = second[0].claimed_until
-    assert second_lease is not None and second_lease != first_lease
+    second_lease = second.claimed_until
+    assert second_lease != first_lease and sorted(second.event_ids) == ids
 
     async with transaction(sessionmaker) as db:
         assert await repository.lock_claimed_events(db, ids, first_lease) == []
@@ -64,9 +64,25 @@ async def test_a_payment_held_elsewhere_does_not_crowd_out_the_rest(
 ) -> None:
     await _events(sessionmaker, "sess-busy", 1)
     [held] = await _claim(sessionmaker, lease=timedelta(seconds=30), max_groups=1)
-    assert held[0].provider_session_id == "sess-busy"
+    assert held.provider_session_id == "sess-busy"
     await _events(sessionmaker, "sess-busy", 40)  # follow-ups for the payment being worked on
     [other] = await _events(sessionmaker, "sess-quiet", 1)
 
     [claimed] = await _claim(sessionmaker, lease=timedelta(seconds=30), max_groups=1)
-    assert [e.id for e in claimed] == [other]
+    assert list(claimed.event_ids) == [other]
+
+
+async def test_events_naming_no_payment_are_claimed_one_by_one(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with transaction(sessionmaker) as db:
+        rows = [
+            ProviderEvent(
+                provider="fintecture", delivery_id=f"nameless-{i}", raw_body=b"", payload={}, attempts=0
+            )
+            for i in range(3)
+        ]
+        db.add_all(rows)
+    claimed = await _claim(sessionmaker, lease=timedelta(seconds=30))
+    assert sorted(len(group.event_ids) for group in claimed) == [1, 1, 1]
+    assert {group.provider_session_id for group in claimed} == {None}
