@@ -56,8 +56,9 @@ class PaymentWorkers:
                 await task
         self._tasks = []
 
-    def wake(self) -> None:
-        """A webhook was stored: process it now rather than at the next poll."""
+    async def wake(self) -> None:
+        """A webhook was stored: process it now rather than at the next poll. A coroutine, so a
+        route's background task runs it on the event loop rather than in a thread."""
         self._wake.set()
 
     async def drain_inbox(self) -> inbox.DrainResult:
