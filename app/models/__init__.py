@@ -3,7 +3,7 @@
 from app.models.base import Base
 from app.models.catalog import Product
 from app.models.orders import IdempotencyKey, Order, OrderLine, OrderTransition, TransitionSource
-from app.models.payments import InboxOutcome, PaymentSession, ProviderEvent
+from app.models.payments import InboxOutcome, PaymentSession, ProviderEvent, Refund
 
 __all__ = [
     "Base",
@@ -15,5 +15,6 @@ __all__ = [
     "PaymentSession",
     "Product",
     "ProviderEvent",
+    "Refund",
     "TransitionSource",
 ]

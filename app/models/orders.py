@@ -20,7 +20,7 @@ class TransitionSource(StrEnum):
     CALLBACK = "callback"  # the payer's return
     WEBHOOK = "webhook"  # the inbox worker, after a provider notification
     POLL = "poll"  # the sweeper
-    OPERATOR = "operator"  # an operator's "sync now"
+    OPERATOR = "operator"  # an operator: "sync now", a refund
 
 
 ORDER_STATUS = enum_column(OrderStatus, "order_status")
@@ -78,6 +78,8 @@ class OrderTransition(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
     payment_session_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payment_sessions.id"))
+    # Set when a refund moved the order.
+    refund_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("refunds.id"))
     from_status: Mapped[OrderStatus | None] = mapped_column(ORDER_STATUS)
     to_status: Mapped[OrderStatus] = mapped_column(ORDER_STATUS)
     source: Mapped[TransitionSource] = mapped_column(enum_column(TransitionSource, "transition_source"))

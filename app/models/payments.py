@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -61,6 +62,48 @@ class PaymentSession(Timestamped, Base):
     snapshot_observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sync_attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_sync_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Refund(Timestamped, Base):
+    """Money given back from a paid session: a payment of kind refund.
+
+    Reserved (`creating`, no provider id yet) under the order's lock before the provider is called,
+    so concurrent requests can never together refund more than was paid; the provider's refund id
+    is attached after. Its status is a `PaymentStatus` and moves forward only.
+    """
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_refund_id"),
+        UniqueConstraint("order_id", "idempotency_key"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        Index("ix_refunds_open_sync", "status", "last_synced_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    # The paid session the money is given back from.
+    payment_session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payment_sessions.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    # The provider's refund session id: null while the reservation waits for the provider, and
+    # for ever if the provider refused it.
+    provider_refund_id: Mapped[str | None] = mapped_column(String(128))
+    # Opaque token sent as the refund's `state`; its notifications echo it back.
+    state_token: Mapped[str] = mapped_column(String(128), unique=True)
+    # The operator's Idempotency-Key, when given: a retry finds this refund, never a second one.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(String(140))
+    status: Mapped[PaymentStatus] = mapped_column(enum_column(PaymentStatus, "payment_status"))
+    provider_status: Mapped[str | None] = mapped_column(String(64))
+    transfer_state: Mapped[str | None] = mapped_column(String(64))
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    last_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    snapshot_observed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sync_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class InboxOutcome(StrEnum):

@@ -23,6 +23,7 @@ from app.db import transaction
 from app.logging_setup import get_logger
 from app.models import InboxOutcome, ProviderEvent, TransitionSource
 from app.payments import repository
+from app.payments.refunds import apply_refund_observation
 from app.payments.service import Observation, apply_observation, observe, utcnow
 from app.providers.base import Provider, ProviderError, WebhookHint
 
@@ -137,7 +138,13 @@ class InboxProcessor:
             session = await repository.find_session_by_provider_id(
                 db, group.provider, group.provider_session_id
             )
-        if session is None:
+            # Not a payment session: a refund is its own session at the provider.
+            refund = (
+                await repository.find_refund_by_provider_id(db, group.provider, group.provider_session_id)
+                if session is None
+                else None
+            )
+        if session is None and refund is None:
             # The webhook can overtake our own commit of the session; try again later.
             raise LookupError(f"no payment session {group.provider_session_id[:_MAX_TEXT]!r} yet")
         observation: Observation = await observe(
@@ -147,7 +154,10 @@ class InboxProcessor:
             events = await repository.lock_claimed_events(db, group.event_ids, group.claimed_until)
             if not events:
                 return 0  # the lease ran out and another worker owns these events now
-            await apply_observation(db, session, observation, source=TransitionSource.WEBHOOK)
+            if session is not None:
+                await apply_observation(db, session, observation, source=TransitionSource.WEBHOOK)
+            elif refund is not None:
+                await apply_refund_observation(db, refund.id, observation, source=TransitionSource.WEBHOOK)
             now = utcnow()
             for event in events:
                 event.outcome = InboxOutcome.APPLIED

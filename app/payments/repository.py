@@ -13,9 +13,9 @@ from sqlalchemy import Select, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Order, OrderTransition, PaymentSession, ProviderEvent
+from app.models import Order, OrderTransition, PaymentSession, ProviderEvent, Refund
 from app.orders.states import OrderStatus
-from app.payments.states import OPEN
+from app.payments.states import OPEN, REFUND_COUNTED, REFUND_OPEN
 from app.providers.base import PaymentStatus
 
 # How long past a session's expiry the provider may still report it open before we expire it.
@@ -170,6 +170,132 @@ async def record_sync_error(db: AsyncSession, session_id: uuid.UUID, error: str)
         update(PaymentSession)
         .where(PaymentSession.id == session_id)
         .values(sync_attempts=PaymentSession.sync_attempts + 1, last_sync_error=error[:500])
+    )
+
+
+# --- refunds -------------------------------------------------------------------------------------
+
+
+async def lock_refund(db: AsyncSession, refund_id: uuid.UUID) -> Refund:
+    return (
+        await db.execute(
+            select(Refund)
+            .where(Refund.id == refund_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+
+
+async def order_id_of_refund(db: AsyncSession, refund_id: uuid.UUID) -> uuid.UUID | None:
+    return await db.scalar(select(Refund.order_id).where(Refund.id == refund_id))
+
+
+async def get_refund(db: AsyncSession, refund_id: uuid.UUID) -> Refund | None:
+    return await db.get(Refund, refund_id, populate_existing=True)
+
+
+async def find_refund_by_provider_id(
+    db: AsyncSession, provider: str, provider_refund_id: str
+) -> Refund | None:
+    return await db.scalar(
+        select(Refund).where(Refund.provider == provider, Refund.provider_refund_id == provider_refund_id)
+    )
+
+
+async def refund_by_idempotency_key(db: AsyncSession, order_id: uuid.UUID, key: str) -> Refund | None:
+    return await db.scalar(
+        select(Refund)
+        .where(Refund.order_id == order_id, Refund.idempotency_key == key)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def refunds_of(db: AsyncSession, order_id: uuid.UUID) -> list[Refund]:
+    return list(
+        await db.scalars(
+            select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at, Refund.id)
+        )
+    )
+
+
+async def open_refund_ids(db: AsyncSession, order_id: uuid.UUID) -> list[uuid.UUID]:
+    """The order's refunds at the provider whose outcome is not known yet."""
+    return list(
+        await db.scalars(
+            select(Refund.id).where(
+                Refund.order_id == order_id,
+                Refund.status.in_(REFUND_OPEN),
+                Refund.provider_refund_id.is_not(None),
+            )
+        )
+    )
+
+
+async def refund_total(
+    db: AsyncSession,
+    order_id: uuid.UUID,
+    statuses: frozenset[PaymentStatus] = REFUND_COUNTED,
+    *,
+    excluding: uuid.UUID | None = None,
+) -> int:
+    """Minor units of the order's refunds in `statuses` (by default every one that counts against
+    what was paid, reservations included)."""
+    query = select(func.coalesce(func.sum(Refund.amount), 0)).where(
+        Refund.order_id == order_id, Refund.status.in_(statuses)
+    )
+    if excluding is not None:
+        query = query.where(Refund.id != excluding)
+    return int(await db.scalar(query) or 0)
+
+
+async def claim_stale_refunds(
+    db: AsyncSession, *, now: datetime, stale_after: timedelta, batch: int
+) -> list[uuid.UUID]:
+    """Open refunds nobody asked the provider about since `stale_after`, claimed for one period
+    like sessions (SKIP LOCKED)."""
+    cutoff = now - stale_after
+    due = (
+        select(Refund.id)
+        .where(
+            Refund.provider_refund_id.is_not(None),
+            Refund.status.in_(REFUND_OPEN),
+            Refund.created_at <= cutoff,
+            or_(Refund.last_synced_at.is_(None), Refund.last_synced_at <= cutoff),
+        )
+        .order_by(Refund.last_synced_at.asc().nulls_first())
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = await db.scalars(
+        update(Refund)
+        .where(Refund.id.in_(due.scalar_subquery()))
+        .values(last_synced_at=now)
+        .returning(Refund.id)
+    )
+    return list(claimed)
+
+
+async def abandoned_refund_reservations(db: AsyncSession, *, older_than: timedelta) -> list[uuid.UUID]:
+    """Refund reservations whose requester never came back (its process died at the provider)."""
+    rows = await db.scalars(
+        select(Refund.id)
+        .where(Refund.status == PaymentStatus.CREATING, Refund.created_at < func.now() - older_than)
+        .with_for_update(skip_locked=True)
+    )
+    return list(rows)
+
+
+async def refund_is_older_than(db: AsyncSession, refund_id: uuid.UUID, age: timedelta) -> bool:
+    older = await db.scalar(select(Refund.created_at < func.now() - age).where(Refund.id == refund_id))
+    return bool(older)
+
+
+async def record_refund_sync_error(db: AsyncSession, refund_id: uuid.UUID, error: str) -> None:
+    await db.execute(
+        update(Refund)
+        .where(Refund.id == refund_id)
+        .values(sync_attempts=Refund.sync_attempts + 1, last_error=error[:500])
     )
 
 

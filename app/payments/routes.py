@@ -14,13 +14,16 @@ from app.deps import DbSession, ProvidersDep, SessionMakerDep, SettingsDep, Work
 from app.errors import ApiError, NotFound
 from app.idempotency import fingerprint_of, remember, replay
 from app.orders.service import get_order_for_bearer
-from app.payments import inbox, service
+from app.payments import inbox, refunds, service
 from app.payments.schemas import (
     CapabilitiesOut,
     PaymentSessionRequest,
     PaymentSessionResponse,
     ProviderList,
     ProviderOut,
+    RefundCreate,
+    RefundList,
+    RefundOut,
     SyncResponse,
     WebhookAck,
 )
@@ -244,7 +247,7 @@ async def webhook(
 @router.post(
     "/orders/{order_id}/sync",
     response_model=SyncResponse,
-    summary="Operator: ask the provider about the order's latest session now",
+    summary="Operator: ask the provider about the order's latest session (and open refunds) now",
     dependencies=[Depends(require_admin)],
     responses={
         401: {"description": "Missing or wrong operator key"},
@@ -267,10 +270,121 @@ async def sync_order(
         raise NotFound("payment session") from exc
     except ProviderError as exc:
         raise ApiError(502, "provider_error", f"the provider could not answer: {exc}") from exc
+    try:
+        synced = await refunds.sync_open_refunds(sessionmaker, order.id, providers)
+    except (ProviderError, TimeoutError) as exc:
+        raise ApiError(502, "provider_error", f"the provider could not answer about a refund: {exc}") from exc
+    order_status = result.order_status
+    if synced:
+        async with sessionmaker() as db:
+            order = await get_order_for_bearer(db, order_id, bearer, settings)
+        order_status = order.status
     return SyncResponse(
         order_id=str(order.id),
-        status=result.order_status,
+        refunds_synced=synced,
+        status=order_status,
         session_status=ORDER_STATUS_FOR[result.session_status],
         payment_status=result.session_status,
         changed=result.order_changed,
     )
+
+
+_REFUND_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong operator key"},
+    404: {"description": "No such order"},
+}
+
+
+@router.post(
+    "/orders/{order_id}/refunds",
+    response_model=RefundOut,
+    status_code=201,
+    summary="Operator: refund (part of) a paid order",
+    dependencies=[Depends(require_admin)],
+    description=(
+        "Gives money back to the payer through the provider that took the payment. `amount` is in "
+        "minor units; without it, the rest of what was paid is refunded. Refunds never add up to more "
+        "than was paid, even when requests run at once: each is reserved under the order's lock, "
+        "counting every refund not failed, cancelled or expired, before the provider is called.\n\n"
+        "The answer is the refund as the provider accepted it: `processing` (executed by the provider), "
+        "or `open` (the merchant must confirm it in the provider's console). Its outcome arrives by "
+        "webhook, the sweeper or `POST /orders/{id}/sync`; the order then moves to "
+        "`partially_refunded`, then `refunded` once refunds add up to what was paid.\n\n"
+        "Send an `Idempotency-Key` to retry safely: the same key with the same body returns the same "
+        "refund (header `Idempotent-Replayed: true`), never a second one; with a different body, 422 "
+        "`idempotency_key_reused`. A refused request writes nothing, except a refund the provider "
+        "refused after it was reserved (kept as `failed`, not counted)."
+    ),
+    responses={
+        **_REFUND_ERRORS,
+        409: {
+            "description": "`order_not_refundable` (not paid or partially refunded), "
+            "`refund_exceeds_payment` or `nothing_to_refund`, `not_supported` (the provider cannot "
+            "refund), `refund_refused` (the provider refused it: the refund is kept as failed), "
+            "`refund_in_progress` or `idempotency_key_in_progress`"
+        },
+        422: {
+            "description": "Invalid body (`amount` must be > 0, `reason` at most 140 characters), "
+            "`currency_mismatch`, or `idempotency_key_reused`"
+        },
+        502: {
+            "description": "The provider did not confirm the refund (no answer, or an error): the "
+            "refund is kept as `needs_review` and still counts, since it may exist at the provider"
+        },
+        503: {"description": "The order's provider is not configured on this service"},
+    },
+)
+async def create_refund(
+    order_id: str,
+    bearer: OrderBearer,
+    sessionmaker: SessionMakerDep,
+    settings: SettingsDep,
+    providers: ProvidersDep,
+    body: RefundCreate | None = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", description="1-255 printable ASCII characters; a UUID is ideal"),
+    ] = None,
+) -> Response:
+    ask = body or RefundCreate()
+    async with sessionmaker() as db:
+        order = await get_order_for_bearer(db, order_id, bearer, settings)
+        scope = f"refund:{order.id}"
+        fingerprint = fingerprint_of(str(order.id), ask.model_dump())
+        stored = await replay(db, scope=scope, key=idempotency_key, fingerprint=fingerprint)
+    if stored is not None:
+        return JSONResponse(stored[1], status_code=stored[0], headers={"Idempotent-Replayed": "true"})
+
+    refund, created = await refunds.create_refund(
+        sessionmaker,
+        order.id,
+        providers,
+        settings,
+        refunds.RefundAsk(
+            amount=ask.amount, reason=ask.reason, currency=ask.currency, idempotency_key=idempotency_key
+        ),
+    )
+    status, payload = 201, RefundOut.model_validate(refund).model_dump(mode="json")
+    replayed = not created
+    if idempotency_key is not None:
+        async with sessionmaker() as db, db.begin():
+            status, payload, again = await remember(
+                db, scope=scope, key=idempotency_key, fingerprint=fingerprint, status=status, body=payload
+            )
+            replayed = replayed or again
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(payload, status_code=status, headers=headers)
+
+
+@router.get(
+    "/orders/{order_id}/refunds",
+    response_model=RefundList,
+    summary="Operator: an order's refunds, oldest first",
+    dependencies=[Depends(require_admin)],
+    responses=_REFUND_ERRORS,
+)
+async def list_refunds(
+    order_id: str, bearer: OrderBearer, db: DbSession, settings: SettingsDep
+) -> RefundList:
+    order = await get_order_for_bearer(db, order_id, bearer, settings)
+    return RefundList(items=[RefundOut.model_validate(r) for r in await refunds.list_refunds(db, order.id)])

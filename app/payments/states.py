@@ -24,6 +24,21 @@ ORDER_STATUS_FOR: dict[PaymentStatus, OrderStatus] = {
 # Payments in these states may still receive the payer; a double click gets the same one back.
 OPEN = frozenset({PaymentStatus.CREATING, PaymentStatus.OPEN, PaymentStatus.PROCESSING})
 
+# Refunds in these states count against what was paid: money gone, going, reserved for a request
+# at the provider, or a person deciding. Failed, cancelled and expired refunds moved nothing.
+REFUND_COUNTED = frozenset(
+    {
+        PaymentStatus.CREATING,
+        PaymentStatus.OPEN,
+        PaymentStatus.PROCESSING,
+        PaymentStatus.SUCCEEDED,
+        PaymentStatus.NEEDS_REVIEW,
+    }
+)
+
+# Refunds the sweeper and the operator's sync ask the provider about.
+REFUND_OPEN = frozenset({PaymentStatus.OPEN, PaymentStatus.PROCESSING})
+
 # Forward-only rank, used to keep a slow (older) answer only when it moves the payment forward.
 RANK: dict[PaymentStatus, int] = {
     PaymentStatus.CREATING: 0,
@@ -37,7 +52,11 @@ RANK: dict[PaymentStatus, int] = {
 }
 
 ALLOWED: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    PaymentStatus.CREATING: frozenset({PaymentStatus.OPEN, PaymentStatus.FAILED}),
+    # A reservation: opened at the provider, refused, or (a refund whose request may have reached
+    # the provider without an answer) handed to a person.
+    PaymentStatus.CREATING: frozenset(
+        {PaymentStatus.OPEN, PaymentStatus.PROCESSING, PaymentStatus.FAILED, PaymentStatus.NEEDS_REVIEW}
+    ),
     PaymentStatus.OPEN: frozenset(
         {
             PaymentStatus.PROCESSING,

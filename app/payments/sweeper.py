@@ -4,7 +4,7 @@ Each pass claims a batch of unsettled sessions that nobody asked about recently 
 `last_synced_at` under FOR UPDATE SKIP LOCKED and commits at once: a lease for one period), then
 asks the provider about each one with no transaction open and applies the answer in a short one.
 Two service processes never claim the same session in one period. It also fails reservations
-whose opener died while the provider was opening them.
+whose opener died while the provider was opening them. Open refunds are polled the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from app.db import transaction
 from app.logging_setup import get_logger
 from app.models import TransitionSource
 from app.payments import repository, writer
+from app.payments.refunds import sync_refund
 from app.payments.service import load_session, sync_session, utcnow
 from app.providers.base import Provider, ProviderError
 
@@ -32,6 +33,7 @@ class SweepResult:
     changed: int = 0
     errors: int = 0
     abandoned: int = 0
+    refunds_claimed: int = 0
 
 
 async def sweep(
@@ -63,7 +65,51 @@ async def sweep(
             error = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
             await _record_sync_error(sessionmaker, session_id, error)
             log.warning("sweeper_sync_failed", session_id=str(session_id), error=error)
+    await _sweep_refunds(
+        sessionmaker,
+        providers,
+        result,
+        stale_after=stale_after,
+        reservation_timeout=reservation_timeout,
+        batch=batch,
+    )
     return result
+
+
+async def _sweep_refunds(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    providers: Mapping[str, Provider],
+    result: SweepResult,
+    *,
+    stale_after: timedelta,
+    reservation_timeout: timedelta,
+    batch: int,
+) -> None:
+    """Refunds like sessions: open ones polled, reservations whose requester died handed to a
+    person (the request may have reached the provider: never silently uncounted)."""
+    now = utcnow()
+    async with transaction(sessionmaker) as db:
+        for refund_id in await repository.abandoned_refund_reservations(db, older_than=reservation_timeout):
+            if await writer.fail_refund(
+                db,
+                refund_id,
+                "abandoned: the process creating it stopped during the provider call",
+                review=True,
+            ):
+                result.abandoned += 1
+    async with transaction(sessionmaker) as db:
+        claimed = await repository.claim_stale_refunds(db, now=now, stale_after=stale_after, batch=batch)
+    for refund_id in claimed:
+        result.refunds_claimed += 1
+        try:
+            outcome = await sync_refund(sessionmaker, refund_id, providers, source=TransitionSource.POLL)
+            result.changed += int(outcome.order_changed)
+        except Exception as exc:  # one bad refund must not stop the pass
+            result.errors += 1
+            error = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+            async with transaction(sessionmaker) as db:
+                await repository.record_refund_sync_error(db, refund_id, error)
+            log.warning("sweeper_refund_sync_failed", refund_id=str(refund_id), error=error)
 
 
 async def _record_sync_error(

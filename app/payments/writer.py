@@ -10,7 +10,12 @@ an `order_transitions` row naming its source. The paths that reach it:
 - the inbox worker -> `payments.inbox` -> `apply` (source `webhook`);
 - the sweeper -> `payments.sweeper` -> `apply` (source `poll`) and `fail_reservation` for
   reservations whose opener died;
-- `POST /orders/{id}/sync` -> `payments.service.sync_session` -> `apply` (source `operator`).
+- `POST /orders/{id}/sync` -> `payments.service.sync_session` -> `apply` (source `operator`), and
+  `apply_refund` for the order's open refunds;
+- `POST /orders/{id}/refunds` -> `payments.refunds.create_refund` -> `reserve_refund`, then
+  `attach_refund` (source `operator`) or `fail_refund` once the provider has answered;
+- refunds: the inbox worker -> `apply_refund` (source `webhook`); the sweeper -> `apply_refund`
+  (source `poll`) and `fail_refund` for reservations whose requester died.
 
 Each function runs inside its caller's short transaction, never across a provider call. `apply`
 locks the order and then the session row (always in that order, so two writers never deadlock),
@@ -27,14 +32,14 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Order, OrderTransition, PaymentSession, TransitionSource
+from app.models import Order, OrderTransition, PaymentSession, Refund, TransitionSource
 from app.money import to_minor_units
 from app.orders import states as order_states
 from app.orders.states import OrderStatus
 from app.payments import repository
 from app.payments import states as payment_states
 from app.payments.states import ORDER_STATUS_FOR
-from app.providers.base import CreatedSession, PaymentSnapshot, PaymentStatus
+from app.providers.base import CreatedRefund, CreatedSession, PaymentSnapshot, PaymentStatus
 
 PAID_FAMILY = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
 
@@ -54,18 +59,21 @@ def _transition(
     *,
     source: TransitionSource,
     session: PaymentSession | None = None,
+    refund: Refund | None = None,
     reason: str | None = None,
 ) -> None:
     """Move the order and append the audit row. Callers have checked the move is allowed."""
+    payment = refund or session
     db.add(
         OrderTransition(
             order_id=order.id,
-            payment_session_id=session.id if session else None,
+            payment_session_id=refund.payment_session_id if refund else (session.id if session else None),
+            refund_id=refund.id if refund else None,
             from_status=order.status,
             to_status=target,
             source=source,
-            provider_status=session.provider_status if session else None,
-            transfer_state=session.transfer_state if session else None,
+            provider_status=payment.provider_status if payment else None,
+            transfer_state=payment.transfer_state if payment else None,
             reason=reason,
         )
     )
@@ -256,3 +264,199 @@ async def apply(
         order_changed = True
     await db.flush()
     return ApplyResult(order.status, session.status, order_changed)
+
+
+# --- refunds -------------------------------------------------------------------------------------
+
+REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED})
+
+
+def reserve_refund(
+    db: AsyncSession,
+    order: Order,
+    paid: PaymentSession,
+    *,
+    amount: int,
+    reason: str | None,
+    state_token: str,
+    idempotency_key: str | None,
+) -> Refund:
+    """A refund in `creating`, made under the order's lock before the provider is called; it counts
+    against what was paid from now on, so concurrent requests can never refund more. The caller
+    has checked the order is refundable and the amount fits. The order does not move."""
+    refund = Refund(
+        id=uuid.uuid4(),
+        order_id=order.id,
+        payment_session_id=paid.id,
+        provider=paid.provider,
+        provider_refund_id=None,
+        state_token=state_token,
+        idempotency_key=idempotency_key,
+        amount=amount,
+        currency=paid.currency,
+        reason=reason,
+        status=PaymentStatus.CREATING,
+        sync_attempts=0,
+    )
+    db.add(refund)
+    return refund
+
+
+async def attach_refund(db: AsyncSession, refund_id: uuid.UUID, created: CreatedRefund) -> Refund | None:
+    """The provider accepted the reserved refund: record its id and where it stands. None when the
+    reservation is no longer `creating` (declared abandoned meanwhile)."""
+    order_id = await repository.order_id_of_refund(db, refund_id)
+    if order_id is None:
+        return None
+    order = await repository.lock_order(db, order_id)
+    refund = await repository.lock_refund(db, refund_id)
+    if refund.status is not PaymentStatus.CREATING:
+        return None
+    refund.provider_refund_id = created.provider_refund_id
+    refund.provider_status = created.raw_status
+    target = created.status if created.status is not PaymentStatus.CREATING else PaymentStatus.OPEN
+    if payment_states.can_move(refund.status, target):
+        refund.status = target
+    else:  # a refund can only become open or processing on creation; anything else: a person looks
+        refund.status = PaymentStatus.NEEDS_REVIEW
+        refund.review_reason = f"provider created the refund as {created.raw_status}"
+    await _order_after_refund(db, order, refund, source=TransitionSource.OPERATOR)
+    await db.flush()
+    return refund
+
+
+async def fail_refund(db: AsyncSession, refund_id: uuid.UUID, error: str, *, review: bool = False) -> bool:
+    """The provider did not create the reserved refund: it is `failed` and no longer counts. With
+    `review`, the request may have reached the provider (no answer): it stays counted, as
+    `needs_review`, for a person to check at the provider. False when it was no longer `creating`."""
+    refund = await repository.lock_refund(db, refund_id)
+    if refund.status is not PaymentStatus.CREATING:
+        return False
+    refund.status = PaymentStatus.NEEDS_REVIEW if review else PaymentStatus.FAILED
+    refund.last_error = error[:500]
+    if review:
+        refund.review_reason = f"the provider may have created this refund: {error}"[:500]
+    await db.flush()
+    return True
+
+
+@dataclass(frozen=True)
+class RefundApplyResult:
+    order_status: OrderStatus
+    refund_status: PaymentStatus
+    order_changed: bool
+    stale: bool = False
+
+
+def _refund_mismatch(refund: Refund, paid: PaymentSession, snapshot: PaymentSnapshot) -> str | None:
+    """Why the provider's view of the refund differs from what we asked for, if it does."""
+    if snapshot.refunded_session_id is not None and snapshot.refunded_session_id != paid.provider_session_id:
+        return "refund mismatch: the provider reports it against another payment"
+    if snapshot.currency is not None and snapshot.currency.upper() != refund.currency:
+        return f"refund currency mismatch: expected {refund.currency}, provider reports {snapshot.currency}"
+    if snapshot.amount is not None:
+        try:
+            reported = to_minor_units(Decimal(snapshot.amount), refund.currency)
+        except ValueError:
+            return f"refund amount mismatch: provider reports unparseable amount {snapshot.amount}"
+        if reported != refund.amount:
+            return (
+                f"refund amount mismatch: expected {refund.amount} minor units, provider reports {reported}"
+            )
+    return None
+
+
+async def apply_refund(
+    db: AsyncSession,
+    refund_id: uuid.UUID,
+    snapshot: PaymentSnapshot,
+    *,
+    source: TransitionSource,
+    observed_at: datetime,
+) -> RefundApplyResult:
+    """Apply what the provider said about a refund (requested at `observed_at`): the refund moves
+    forward only, the money is checked, and the order moves `paid` -> `partially_refunded` ->
+    `refunded` as refunds succeed. Locks the order, then the refund. Flushes."""
+    order_id = await repository.order_id_of_refund(db, refund_id)
+    if order_id is None:
+        raise LookupError(f"refund {refund_id} not found")
+    order = await repository.lock_order(db, order_id)
+    refund = await repository.lock_refund(db, refund_id)
+    paid = await repository.get_session(db, refund.payment_session_id)
+    assert paid is not None
+    current = refund.status
+    order_status = order.status
+
+    target, reason = snapshot.status, snapshot.review_reason
+    if target in (PaymentStatus.SUCCEEDED, PaymentStatus.PROCESSING):
+        mismatch = _refund_mismatch(refund, paid, snapshot)
+        if mismatch:
+            target, reason = PaymentStatus.NEEDS_REVIEW, mismatch
+
+    stale = refund.snapshot_observed_at is not None and observed_at < refund.snapshot_observed_at
+    if stale and not (
+        target in (PaymentStatus.SUCCEEDED, PaymentStatus.NEEDS_REVIEW)
+        and payment_states.RANK[target] > payment_states.RANK[current]
+        and payment_states.can_move(current, target)
+    ):
+        return RefundApplyResult(order_status, current, order_changed=False, stale=True)
+    if not stale:
+        refund.provider_status = snapshot.raw_status
+        refund.transfer_state = snapshot.transfer_state
+        refund.snapshot_observed_at = observed_at
+    refund.last_synced_at = max(observed_at, refund.last_synced_at or observed_at)
+    refund.sync_attempts = 0
+    refund.last_error = None
+
+    if current is PaymentStatus.SUCCEEDED and target not in (
+        PaymentStatus.SUCCEEDED,
+        PaymentStatus.NEEDS_REVIEW,
+    ):
+        target, reason = (
+            PaymentStatus.NEEDS_REVIEW,
+            f"provider regression after the refund succeeded: {snapshot.raw_status}",
+        )
+    if (
+        current not in payment_states.REFUND_COUNTED
+        and target in payment_states.REFUND_COUNTED
+        and payment_states.can_move(current, target)
+    ):
+        # A refund we stopped counting comes back to life: it must still fit in what was paid.
+        others = await repository.refund_total(db, order.id, excluding=refund.id)
+        if others + refund.amount > paid.amount:
+            target, reason = (
+                PaymentStatus.NEEDS_REVIEW,
+                "a refund no longer counted came back: refunds exceed the payment",
+            )
+    if payment_states.can_move(current, target):
+        refund.status = target
+        if target is PaymentStatus.NEEDS_REVIEW:
+            refund.review_reason = reason
+    changed = await _order_after_refund(db, order, refund, source=source)
+    await db.flush()
+    return RefundApplyResult(order.status, refund.status, changed)
+
+
+async def _order_after_refund(
+    db: AsyncSession, order: Order, refund: Refund, *, source: TransitionSource
+) -> bool:
+    """Derive the order's state from its refunds: `partially_refunded` once a refund succeeded,
+    `refunded` once they add up to what was paid; `needs_review` when a refund needs a person."""
+    if refund.status is PaymentStatus.NEEDS_REVIEW:
+        target, reason = OrderStatus.NEEDS_REVIEW, f"refund: {refund.review_reason or 'needs review'}"
+    elif refund.status is PaymentStatus.SUCCEEDED:
+        refunded = await repository.refund_total(db, order.id, frozenset({PaymentStatus.SUCCEEDED}))
+        paid = await repository.get_session(db, refund.payment_session_id)
+        assert paid is not None
+        if refunded > paid.amount:
+            target, reason = OrderStatus.NEEDS_REVIEW, "refunds exceed the payment"
+        elif refunded == paid.amount:
+            target, reason = OrderStatus.REFUNDED, None
+        else:
+            target, reason = OrderStatus.PARTIALLY_REFUNDED, None
+    else:
+        return False
+    if not order_states.can_move(order.status, target):
+        return False
+    _transition(db, order, target, source=source, refund=refund, reason=reason)
+    return True

@@ -80,6 +80,26 @@ class CreatedSession:
 
 
 @dataclass(frozen=True)
+class RefundRequest:
+    """Give (part of) a settled pay-in back to its payer."""
+
+    provider_session_id: str  # the provider's id of the paid session
+    amount: Decimal  # major units, e.g. Decimal("10.00")
+    currency: str
+    communication: str  # shown on the payer's statement
+    state: str  # opaque token echoed back in the refund's notifications
+
+
+@dataclass(frozen=True)
+class CreatedRefund:
+    """The provider accepted the refund request: its own id for the refund and where it stands."""
+
+    provider_refund_id: str
+    raw_status: str
+    status: PaymentStatus  # normalised by the adapter's refund status table
+
+
+@dataclass(frozen=True)
 class PaymentSnapshot:
     """What the provider says about one payment right now."""
 
@@ -96,6 +116,8 @@ class PaymentSnapshot:
     bank_id: str | None = None
     review_reason: str | None = None  # set when the status table itself says "needs review"
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # For a refund: the provider's id of the payment it gives money back from, when reported.
+    refunded_session_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -214,7 +236,14 @@ class Provider(Protocol):
 
     async def create_session(self, request: SessionRequest) -> CreatedSession: ...
 
-    async def get_payment(self, provider_session_id: str) -> PaymentSnapshot: ...
+    async def get_payment(self, provider_session_id: str) -> PaymentSnapshot:
+        """A pay-in, or a refund read by the provider's refund id (`kind` says which)."""
+        ...
+
+    async def create_refund(self, request: RefundRequest) -> CreatedRefund:
+        """Ask the provider to refund; never sent twice (the request is not idempotent). Raises
+        ProviderError; a provider without `capabilities.refund` raises it with code `not_supported`."""
+        ...
 
     def verify_webhook(self, request: WebhookRequest, now: datetime) -> WebhookHint:
         """Raise WebhookRejected unless the delivery is authentic and fresh."""

@@ -14,12 +14,14 @@ from urllib.parse import quote
 from app.logging_setup import get_logger
 from app.providers.base import (
     Capabilities,
+    CreatedRefund,
     CreatedSession,
     PaymentKind,
     PaymentSnapshot,
     PaymentStatus,
     ProviderContext,
     ProviderError,
+    RefundRequest,
     ReturnHint,
     ReturnRejected,
     SessionRequest,
@@ -35,10 +37,12 @@ from app.providers.fintecture.payloads import (
     connect_result,
     json_object,
     payment_read,
+    refund_request,
+    refund_result,
 )
 from app.providers.fintecture.settings import FintectureSettings
 from app.providers.fintecture.signing import load_private_key
-from app.providers.fintecture.statuses import map_status
+from app.providers.fintecture.statuses import map_refund_status, map_status
 from app.providers.fintecture.transport import FintectureTransport
 from app.providers.transport import TransportOptions
 
@@ -46,6 +50,7 @@ log = get_logger(__name__)
 
 CONNECT_PATH = "/pis/v2/connect"
 PAYMENTS_PATH = "/pis/v2/payments"
+REFUND_PATH = "/pis/v2/refund"
 
 CAPABILITIES = Capabilities(pay_in=True, refund=True, payout=True, cancel=True)
 
@@ -103,7 +108,8 @@ class FintectureProvider:
             raise
         body = json_object(response, "payment read", retryable=True)
         read = payment_read(body, provider_session_id)
-        status, reason = map_status(read.raw_status, read.transfer_state)
+        mapping = map_refund_status if read.is_refund else map_status
+        status, reason = mapping(read.raw_status, read.transfer_state)
         if status is PaymentStatus.SUCCEEDED and (read.amount is None or read.currency is None):
             # Never report money as received without knowing how much.
             status, reason = PaymentStatus.NEEDS_REVIEW, "paid status without a readable amount and currency"
@@ -116,12 +122,23 @@ class FintectureProvider:
             amount=read.amount,
             currency=read.currency,
             communication=read.communication,
-            kind=PaymentKind.PAY_IN,
+            kind=PaymentKind.REFUND if read.is_refund else PaymentKind.PAY_IN,
             customer_id=read.customer_id,
             bank_id=read.bank_id,
             review_reason=reason,
             raw=body,
+            refunded_session_id=read.refunded_session_id,
         )
+
+    async def create_refund(self, request: RefundRequest) -> CreatedRefund:
+        """§9: POST /pis/v2/refund with the paid session's id and the amount; sent once (a POST
+        is never re-sent blindly). The refund is its own session, read later with `get_payment`."""
+        query, body = refund_request(request)
+        response = await self.transport.api("POST", REFUND_PATH, query=query, json_body=body)
+        refund_id, raw_status = refund_result(json_object(response, "refund"))
+        status, _ = map_refund_status(raw_status, None)
+        log.info("fintecture.refund_created", session_id=refund_id, status=raw_status)
+        return CreatedRefund(provider_refund_id=refund_id, raw_status=raw_status, status=status)
 
     def verify_webhook(self, request: WebhookRequest, now: datetime) -> WebhookHint:
         return webhooks.verify_webhook(

@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from app import money
-from app.providers.base import ProviderError, SessionRequest
+from app.providers.base import ProviderError, RefundRequest, SessionRequest
 from app.providers.transport import RETRYABLE_STATUSES
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
@@ -172,6 +172,8 @@ class PaymentRead:
     communication: str | None
     customer_id: str | None
     bank_id: str | None
+    is_refund: bool = False  # a refund session (`type=Refund`, §9)
+    refunded_session_id: str | None = None
 
 
 def payment_read(body: Mapping[str, Any], provider_session_id: str) -> PaymentRead:
@@ -201,7 +203,53 @@ def payment_read(body: Mapping[str, Any], provider_session_id: str) -> PaymentRe
         communication=communication if isinstance(communication, str) else None,
         customer_id=_str_or_none(meta.get("customer_id")),
         bank_id=_str_or_none(meta.get("provider")),
+        is_refund=str(meta.get("type") or attributes.get("type") or "").strip().lower() == "refund",
+        refunded_session_id=_str_or_none(
+            meta.get("refunded_session_id") or attributes.get("refunded_session_id")
+        ),
     )
+
+
+# --- POST /pis/v2/refund (§9) --------------------------------------------------------------------
+
+
+def refund_request(request: RefundRequest) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Query (our `state`) and JSON body of POST /pis/v2/refund; the amount as the decimal string."""
+    if not SESSION_ID.match(request.provider_session_id):
+        raise ValueError("not a Fintecture session id")
+    if not request.state or len(request.state) > MAX_STATE_LENGTH:
+        raise ValueError(f"state must be 1 to {MAX_STATE_LENGTH} characters")
+    body: dict[str, Any] = {
+        "meta": {"session_id": request.provider_session_id},
+        "data": {
+            "attributes": {
+                "amount": format_amount(request.amount, request.currency),
+                "communication": request.communication[:140],
+            }
+        },
+    }
+    return [("state", request.state)], body
+
+
+def refund_result(body: Mapping[str, Any]) -> tuple[str, str]:
+    """(refund session id, raw status) from either documented answer shape: `meta.status` is the
+    status, or `meta{status: 200, code: <status>}`. A ProviderError when either is unusable."""
+    meta = _obj(body.get("meta"))
+    raw_status = meta.get("status")
+    if not isinstance(raw_status, str) or not raw_status.strip():
+        raw_status = meta.get("code")
+    session_id = meta.get("session_id") or _obj(body.get("data")).get("id")
+    if not isinstance(raw_status, str) or not raw_status.strip():
+        raise ProviderError(
+            "Fintecture refund answered without a status", http_status=200, code="invalid_response"
+        )
+    if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
+        raise ProviderError(
+            "Fintecture refund answered without a valid session_id",
+            http_status=200,
+            code="invalid_response",
+        )
+    return session_id, raw_status.strip().lower()
 
 
 # --- Answers in general (§11) --------------------------------------------------------------------

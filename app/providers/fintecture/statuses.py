@@ -179,9 +179,93 @@ def _normalise(value: str | None) -> str | None:
 
 def map_status(session_status: str, transfer_state: str | None) -> Outcome:
     """Normalised status and, for needs_review, the reason. Total: never raises, never guesses succeeded."""
+    return _lookup(_TABLE, session_status, transfer_state)
+
+
+# --- Refunds (§9) --------------------------------------------------------------------------------
+# A refund is its own session (`type=Refund`), read like a payment. Its creation answers
+# `refund_accepted` (a payment account: executed at once) or `refund_waiting` (an external account:
+# the merchant completes it from the Console, a "reverse PIS" with their own SCA); after that the
+# refund session's own statuses apply, `payment_created` when the money went back.
+REFUND_ACCEPTED = "refund_accepted"
+REFUND_WAITING = "refund_waiting"
+
+REFUND_CREATION_STATUSES: tuple[str, ...] = (REFUND_ACCEPTED, REFUND_WAITING)
+
+_NEEDS_MERCHANT: Outcome = _OPEN  # waiting for the merchant to act (reverse PIS, SCA)
+
+# THE refund table, in the same shape as the payment table. A refund never succeeds before the
+# provider says the money moved; a transfer stopped after validation is a person's call (counting it
+# as failed would let the operator refund the same money again).
+_REFUND_TABLE: dict[str, dict[str, Outcome]] = {
+    REFUND_WAITING: {"default": _NEEDS_MERCHANT, "settled": _PROCESSING, "stopped": _NEEDS_MERCHANT},
+    REFUND_ACCEPTED: {"default": _PROCESSING, "settled": _PROCESSING, "stopped": _PROCESSING},
+    # "initiated, pending execution" (§6): for an external account, the merchant still has to act.
+    SESSION_INITIATED: {"default": _NEEDS_MERCHANT, "settled": _PROCESSING, "stopped": _NEEDS_MERCHANT},
+    PROVIDER_REQUIRED: {"default": _NEEDS_MERCHANT, "settled": _PROCESSING, "stopped": _NEEDS_MERCHANT},
+    SCA_REQUIRED: {"default": _NEEDS_MERCHANT, "settled": _PROCESSING, "stopped": _NEEDS_MERCHANT},
+    PAYMENT_WAITING: {"default": _NEEDS_MERCHANT, "settled": _PROCESSING, "stopped": _NEEDS_MERCHANT},
+    PAYMENT_PENDING: {"default": _PROCESSING, "settled": _PROCESSING, "stopped": _PROCESSING},
+    PAYMENT_UNKNOWN: {"default": _PROCESSING, "settled": _PROCESSING, "stopped": _PROCESSING},
+    # Done (§9: "status payment_created when done"); a transfer still in flight is processing.
+    PAYMENT_CREATED: {
+        "default": _SUCCEEDED,
+        "settled": _SUCCEEDED,
+        "stopped": (PaymentStatus.NEEDS_REVIEW, "refund transfer stopped after the bank validated it"),
+    },
+    PAYMENT_UNSUCCESSFUL: {
+        "default": _FAILED,
+        "settled": (PaymentStatus.NEEDS_REVIEW, "funds moved on an unsuccessful refund"),
+        "stopped": _FAILED,
+    },
+    PAYMENT_ERROR: {
+        "default": _FAILED,
+        "settled": (PaymentStatus.NEEDS_REVIEW, "funds moved on a refund in error"),
+        "stopped": _FAILED,
+    },
+    # Cancelled refunds are not counted (§9).
+    PAYMENT_CANCELLED: {
+        "default": (PaymentStatus.CANCELLED, None),
+        "settled": (PaymentStatus.NEEDS_REVIEW, "funds moved on a cancelled refund"),
+        "stopped": (PaymentStatus.CANCELLED, None),
+    },
+    PAYMENT_EXPIRED: {
+        "default": (PaymentStatus.EXPIRED, None),
+        "settled": (PaymentStatus.NEEDS_REVIEW, "funds moved on an expired refund"),
+        "stopped": (PaymentStatus.EXPIRED, None),
+    },
+    # Pay-in and payout statuses a refund never documents.
+    PAYMENT_PARTIAL: {
+        key: (PaymentStatus.NEEDS_REVIEW, "partial status on a refund")
+        for key in ("default", "settled", "stopped")
+    },
+    ORDER_CREATED: {
+        key: (PaymentStatus.NEEDS_REVIEW, "BNPL status on a refund")
+        for key in ("default", "settled", "stopped")
+    },
+    IBAN_REQUIRED: {
+        key: (PaymentStatus.NEEDS_REVIEW, "payout status on a refund")
+        for key in ("default", "settled", "stopped")
+    },
+    IBAN_RECEIVED: {
+        key: (PaymentStatus.NEEDS_REVIEW, "payout status on a refund")
+        for key in ("default", "settled", "stopped")
+    },
+}
+
+assert set(_REFUND_TABLE) == set(SESSION_STATUSES) | set(REFUND_CREATION_STATUSES)
+
+
+def map_refund_status(status: str, transfer_state: str | None) -> Outcome:
+    """A refund's normalised status (and the review reason), from its creation answer or its
+    session's status. Total: never raises, never guesses succeeded."""
+    return _lookup(_REFUND_TABLE, status, transfer_state)
+
+
+def _lookup(table: dict[str, dict[str, Outcome]], session_status: str, transfer_state: str | None) -> Outcome:
     status = _normalise(session_status)
     transfer = _normalise(transfer_state)
-    row = _TABLE.get(status or "")
+    row = table.get(status or "")
     if row is None:
         return PaymentStatus.NEEDS_REVIEW, f"unknown provider status {session_status!r}"
     if transfer is None or transfer in IN_FLIGHT:

@@ -38,12 +38,14 @@ from typing import Any
 from app.logging_setup import get_logger
 from app.providers.base import (
     Capabilities,
+    CreatedRefund,
     CreatedSession,
     PaymentKind,
     PaymentSnapshot,
     PaymentStatus,
     ProviderContext,
     ProviderError,
+    RefundRequest,
     ReturnHint,
     ReturnRejected,
     SessionRequest,
@@ -145,6 +147,10 @@ class PowensProvider:
             state=request.state,
         )
         return CreatedSession(provider_session_id=str(paid_id), connect_url=url)
+
+    async def create_refund(self, request: RefundRequest) -> CreatedRefund:
+        """Powens Pay has no refund API (`capabilities.refund` is False): nothing is sent."""
+        raise ProviderError("Powens Pay cannot refund a payment", code="not_supported")
 
     async def get_payment(self, provider_session_id: str) -> PaymentSnapshot:
         paid_id = self._payment_id(provider_session_id)
