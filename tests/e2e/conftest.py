@@ -1,5 +1,10 @@
 """End-to-end stack: the provider simulator and the checkout service as live HTTP servers on
 127.0.0.1, the service on the test session's PostgreSQL database, keys generated per test session.
+
+Fintecture is always enabled; Powens Pay joins it with `stack_factory(powens=True)` (or the
+`powens_stack` fixture): a Powens client registered at the simulator with a webhook secret generated
+per stack, its webhooks going to `<service>/webhooks/powens` and its payers back to
+`<service>/callback`.
 """
 
 from __future__ import annotations
@@ -25,13 +30,23 @@ from app.main import create_app
 from app.models import Order, OrderTransition, PaymentSession, ProviderEvent
 from app.providers.fintecture.settings import FintectureSettings
 from app.providers.fintecture.signing import generate_key_pair_pem
+from app.providers.powens.settings import PowensSettings
 from simulator.app import create_app as create_simulator
-from simulator.config import AppConfig, SimulatorConfig
+from simulator.config import AppConfig, PowensAppConfig, PowensPhaseSeconds, SimulatorConfig
 from tests.conftest import ADMIN_KEY
 from tests.support.servers import reserve_socket, serve, url_of
 
 APP_ID = "shop-e2e"
 STOREFRONT = "http://shop.test/checkout/result"
+
+POWENS_CLIENT_ID = "57319864"
+POWENS_DOMAIN = "shop-e2e-sandbox"
+POWENS_IBAN = "FR7630006000011234567890189"
+POWENS_BENEFICIARY = "Shop E2E SAS"
+POWENS_WEBHOOK_PATH = "/webhooks/powens"
+# One phase of the Powens test connector's label scenario on the simulator's clock: short enough
+# that advancing the clock through a few phases keeps webhook dates within the service's window.
+POWENS_PHASE_SECONDS = 60.0
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +66,7 @@ class Stack:
     settings: Settings
     fintecture: FintectureSettings
     admin: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {ADMIN_KEY}"})
+    powens: PowensSettings | None = None
 
     # -- storefront side -------------------------------------------------------------------------
     async def create_order(self, quantity: int = 2, unit_amount: int = 13675) -> dict[str, Any]:
@@ -184,6 +200,87 @@ class Stack:
             "order_transitions": await self.count(OrderTransition),
         }
 
+    # -- Powens Pay (stacks built with powens=True) ----------------------------------------------
+    @property
+    def powens_webhook_secret(self) -> str:
+        assert self.powens is not None, "this stack was built without Powens"
+        return self.powens.webhook_secret.get_secret_value()
+
+    async def powens_paying_order(self, **body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An order and its Powens payment session, opened through the service."""
+        order = await self.create_order()
+        response = await self.open_session(order, provider="powens", **body)
+        assert response.status_code == 201, response.text
+        session = response.json()
+        assert session["provider"] == "powens", session
+        return order, session
+
+    async def powens_paying_orders(
+        self, count: int, concurrency: int = 8
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """`count` orders for the catalog's desk lamp, each with its Powens payment session, opened
+        `concurrency` at a time (the product is put in the catalog once)."""
+        first = await self.powens_paying_order()
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one() -> tuple[dict[str, Any], dict[str, Any]]:
+            async with gate:
+                placed = await self.http.post(
+                    f"{self.service_url}/orders",
+                    json={
+                        "currency": "EUR",
+                        "items": [{"sku": "SKU-E2E", "quantity": 2}],
+                        "customer": {"name": "Camille Martin", "email": "camille@example.com"},
+                    },
+                )
+                assert placed.status_code == 201, placed.text
+                order = placed.json()
+                opened = await self.open_session(order, provider="powens")
+                assert opened.status_code == 201, opened.text
+                return order, opened.json()
+
+        return [first, *await asyncio.gather(*(one() for _ in range(count - 1)))]
+
+    async def pay_in_webview(self, connect_url: str, outcome: str = "validate", scenario: str = "") -> str:
+        """What the payer's browser does in the Powens webview: open the page, submit its form
+        (`validate` or `cancel`, with a test-connector scenario such as `done`, or the label's own
+        when empty); returns where the browser is sent (the 303's Location)."""
+        page = await self.http.get(connect_url)
+        assert page.status_code == 200, page.text
+        submitted = await self.http.post(connect_url, data={"outcome": outcome, "scenario": scenario})
+        assert submitted.status_code == 303, submitted.text
+        return str(submitted.headers["location"])
+
+    async def powens_complete(self, payment_id: str, outcome: str, scenario: str | None = None) -> str | None:
+        """The webview's outcome without a browser (`validate`, `cancel`, `abandon`, ...); returns
+        where the payer's browser is sent (None for `abandon`)."""
+        body: dict[str, Any] = {"outcome": outcome}
+        if scenario is not None:
+            body["scenario"] = scenario
+        response = await self.http.post(
+            f"{self.simulator_url}/_sim/powens/payments/{payment_id}/complete", json=body
+        )
+        assert response.status_code == 200, response.text
+        url = response.json()["redirect_url"]
+        return None if url is None else str(url)
+
+    async def powens_drive(self, payment_id: str, state: str, **change: Any) -> dict[str, Any]:
+        """Force a Powens payment into any state (the simulator's knob; one webhook if it changed)."""
+        response = await self.http.post(
+            f"{self.simulator_url}/_sim/powens/payments/{payment_id}/state", json={"state": state, **change}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def powens_payment(self, payment_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"{self.simulator_url}/_sim/powens/payments/{payment_id}")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def advance_clock(self, seconds: float) -> None:
+        response = await self.http.post(f"{self.simulator_url}/_sim/clock/advance", json={"seconds": seconds})
+        assert response.status_code == 200, response.text
+
 
 def query_of(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
@@ -200,7 +297,9 @@ async def stack_factory(
     merchant_keys: tuple[str, str],
 ) -> AsyncIterator[Callable[..., Any]]:
     """Builds a running stack; options: mode (strict|lenient), simulator and Fintecture settings
-    overrides, core settings overrides."""
+    overrides, `powens=True` to enable Powens Pay too (with `powens_overrides` for its settings and
+    `powens_app_overrides` for its client at the simulator, e.g. `webhook_gzip`), core settings
+    overrides."""
     from contextlib import AsyncExitStack
 
     exits = AsyncExitStack()
@@ -211,11 +310,20 @@ async def stack_factory(
         mode: str = "lenient",
         simulator_overrides: dict[str, Any] | None = None,
         fintecture_overrides: dict[str, Any] | None = None,
+        powens: bool = False,
+        powens_overrides: dict[str, Any] | None = None,
+        powens_app_overrides: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> Stack:
         sim_sock, svc_sock = reserve_socket(), reserve_socket()
         sim_url, svc_url = url_of(sim_sock), url_of(svc_sock)
         app_secret = secrets.token_urlsafe(24)
+        powens_secret = secrets.token_urlsafe(24)
+        powens_webhook_secret = secrets.token_urlsafe(32)
+        simulator_values: dict[str, Any] = {
+            "powens_phase_seconds": PowensPhaseSeconds(first_open_day=POWENS_PHASE_SECONDS),
+            **(simulator_overrides or {}),
+        }
         sim_config = SimulatorConfig(
             public_url=sim_url,
             webhook_retry_base_delay=0.05,
@@ -230,7 +338,19 @@ async def stack_factory(
                     mode=mode,  # type: ignore[arg-type]
                 )
             ],
-            **(simulator_overrides or {}),
+            powens_applications=[
+                PowensAppConfig(
+                    client_id=POWENS_CLIENT_ID,
+                    client_secret=powens_secret,
+                    domain=POWENS_DOMAIN,
+                    name="Shop E2E",
+                    redirect_uris=[f"{svc_url}/callback"],
+                    webhook_url=f"{svc_url}{POWENS_WEBHOOK_PATH}",
+                    webhook_secret=powens_webhook_secret,
+                    **(powens_app_overrides or {}),
+                )
+            ],
+            **simulator_values,
         )
         fintecture = FintectureSettings(
             _env_file=None,  # type: ignore[call-arg]
@@ -239,6 +359,25 @@ async def stack_factory(
             private_key=private_pem,
             api_url=sim_url,
             **(fintecture_overrides or {}),
+        )
+        # Without powens=True, Powens stays disabled whatever a developer's POWENS_* say.
+        powens_settings = PowensSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            **(
+                {
+                    "client_id": POWENS_CLIENT_ID,
+                    "client_secret": powens_secret,
+                    "domain": POWENS_DOMAIN,
+                    "api_url": f"{sim_url}/powens/2.0",
+                    "webview_url": f"{sim_url}/powens/webview",
+                    "webhook_secret": powens_webhook_secret,
+                    "beneficiary_iban": POWENS_IBAN,
+                    "beneficiary_name": POWENS_BENEFICIARY,
+                    **(powens_overrides or {}),
+                }
+                if powens
+                else {"client_id": ""}
+            ),
         )
         values: dict[str, Any] = {
             "database_url": database_url,
@@ -254,11 +393,21 @@ async def stack_factory(
         values.update(overrides)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
         simulator = create_simulator(sim_config)
-        service = create_app(settings, [fintecture])
+        service = create_app(settings, [fintecture, powens_settings])
         await exits.enter_async_context(serve(simulator, sim_sock))
         await exits.enter_async_context(serve(service, svc_sock))
         http = await exits.enter_async_context(httpx.AsyncClient(timeout=20))
-        return Stack(service, simulator, svc_url, sim_url, http, sessionmaker, settings, fintecture)
+        return Stack(
+            service,
+            simulator,
+            svc_url,
+            sim_url,
+            http,
+            sessionmaker,
+            settings,
+            fintecture,
+            powens=powens_settings if powens else None,
+        )
 
     yield build
     await exits.aclose()
@@ -267,6 +416,12 @@ async def stack_factory(
 @pytest.fixture
 async def stack(stack_factory: StackFactory) -> Stack:
     return await stack_factory()
+
+
+@pytest.fixture
+async def powens_stack(stack_factory: StackFactory) -> Stack:
+    """Fintecture and Powens Pay, both enabled (Fintecture the default provider)."""
+    return await stack_factory(powens=True)
 
 
 def form_action_and_fields(html: str) -> tuple[str, dict[str, str]]:
