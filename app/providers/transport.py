@@ -26,6 +26,25 @@ log = get_logger(__name__)
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 AUTO_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
+# An error code for a provider answer whose body names none.
+_STATUS_NAMES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    429: "too_many_requests",
+    500: "internal_server_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
+
+
+def status_name(status: int) -> str:
+    return _STATUS_NAMES.get(status, f"http_{status}")
+
+
 # The request certainly never reached the server: safe to send again whatever its method.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # The request may have reached the server: only an idempotent one is sent again.

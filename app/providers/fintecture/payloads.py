@@ -19,25 +19,13 @@ import httpx
 
 from app import money
 from app.providers.base import ProviderError, RefundRequest, SessionRequest
-from app.providers.transport import RETRYABLE_STATUSES
+from app.providers.transport import RETRYABLE_STATUSES, status_name
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
 MAX_STATE_LENGTH = 512
 MAX_SESSION_ID_LENGTH = 128
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_STATUS_NAMES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    409: "conflict",
-    429: "too_many_requests",
-    500: "internal_server_error",
-    502: "bad_gateway",
-    503: "service_unavailable",
-    504: "gateway_timeout",
-}
 
 
 # --- Encoding ------------------------------------------------------------------------------------
@@ -304,7 +292,7 @@ def api_error(response: httpx.Response, context: str) -> ProviderError:
     return ProviderError(
         f"Fintecture {context} failed" + (f": {detail}" if detail else ""),
         http_status=status,
-        code=code or _STATUS_NAMES.get(status, f"http_{status}"),
+        code=code or status_name(status),
         log_id=log_id,
         retryable=status in RETRYABLE_STATUSES,
     )

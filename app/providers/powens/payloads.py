@@ -39,7 +39,7 @@ import httpx
 
 from app import money
 from app.providers.base import Payer, ProviderError, SessionRequest
-from app.providers.transport import RETRYABLE_STATUSES
+from app.providers.transport import RETRYABLE_STATUSES, status_name
 
 # Powens payment ids are integers; on our side they are their decimal digits.
 PAYMENT_ID = re.compile(r"^[1-9][0-9]{0,17}$")
@@ -49,18 +49,6 @@ MAX_LABEL_LENGTH = 140  # SEPA remittance information
 EXECUTION_DATE_TYPE = "first_open_day"
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_STATUS_NAMES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    409: "conflict",
-    429: "too_many_requests",
-    500: "internal_server_error",
-    502: "bad_gateway",
-    503: "service_unavailable",
-    504: "gateway_timeout",
-}
 
 
 # --- Encoding ------------------------------------------------------------------------------------
@@ -359,7 +347,7 @@ def api_error(response: httpx.Response, context: str) -> ProviderError:
     return ProviderError(
         f"Powens {context} failed" + (f": {detail}" if detail else ""),
         http_status=status,
-        code=code or _STATUS_NAMES.get(status, f"http_{status}"),
+        code=code or status_name(status),
         log_id=log_id,
         retryable=status in RETRYABLE_STATUSES,
     )
