@@ -15,6 +15,8 @@ from tests.e2e.conftest import STOREFRONT, Stack, StackFactory, form_action_and_
 async def test_happy_path_through_the_connect_page(stack: Stack) -> None:
     order, session = await stack.paying_order()
     assert session["status"] == "awaiting_payment"
+    # The provider's webhooks wait on the simulator's clock, so the payer's return is applied first.
+    await stack.faults(webhook_delay={"count": 10, "seconds": 120})
 
     page = await stack.http.get(session["connect_url"])
     assert page.status_code == 200
@@ -31,7 +33,9 @@ async def test_happy_path_through_the_connect_page(stack: Stack) -> None:
     assert result.headers["location"].startswith(STOREFRONT)
     assert query_of(result.headers["location"]) == {"order_id": order["id"], "status": "paid"}
 
+    await stack.advance_clock(120)
     await stack.settle()  # the provider's webhooks arrive too, and change nothing
+    assert await stack.count(ProviderEvent) >= 1
     assert await stack.order_status(order["id"]) == "paid"
     assert await stack.transitions(order["id"]) == [
         (None, "pending", "api"),
