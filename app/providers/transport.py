@@ -8,12 +8,15 @@ requests; `Transport.send` decides whether and when to send one again, `TokenCac
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx
 
@@ -43,6 +46,37 @@ _STATUS_NAMES = {
 
 def status_name(status: int) -> str:
     return _STATUS_NAMES.get(status, f"http_{status}")
+
+
+def json_object(
+    response: httpx.Response, what: str, *, retryable: bool = False, exact_numbers: bool = False
+) -> dict[str, Any]:
+    """The answer's JSON object (numbers with a fraction as Decimal when `exact_numbers`); a
+    ProviderError naming `what` (the provider and the call) when the body is anything else."""
+    try:
+        body = json.loads(response.content, parse_float=Decimal) if exact_numbers else response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ProviderError(
+            f"{what} answered with a body that is not a JSON object",
+            http_status=response.status_code,
+            code="invalid_response",
+            retryable=retryable,
+        )
+    return body
+
+
+def logged_error(provider: str, error: ProviderError, context: str) -> ProviderError:
+    """Log a provider's refusal (no body, no secret) and hand the error back to raise."""
+    log.warning(
+        f"{provider}.error",
+        context=context,
+        http_status=error.http_status,
+        code=error.code,
+        log_id=error.log_id,
+    )
+    return error
 
 
 # The request certainly never reached the server: safe to send again whatever its method.

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from app import money
+from app.providers import transport
 from app.providers.base import ProviderError, RefundRequest, SessionRequest
 from app.providers.transport import RETRYABLE_STATUSES, status_name
 
@@ -245,18 +246,7 @@ def refund_result(body: Mapping[str, Any]) -> tuple[str, str]:
 
 def json_object(response: httpx.Response, context: str, *, retryable: bool = False) -> dict[str, Any]:
     """The answer's JSON object; a ProviderError when the body is anything else."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ProviderError(
-            f"Fintecture {context} answered with a body that is not a JSON object",
-            http_status=response.status_code,
-            code="invalid_response",
-            retryable=retryable,
-        )
-    return body
+    return transport.json_object(response, f"Fintecture {context}", retryable=retryable)
 
 
 def error_details(response: httpx.Response) -> tuple[str | None, str | None, str]:

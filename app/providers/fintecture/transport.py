@@ -20,7 +20,7 @@ from app.logging_setup import get_logger
 from app.providers.base import ProviderError
 from app.providers.fintecture.payloads import api_error, encode_json, encode_query, json_object
 from app.providers.fintecture.signing import http_date, sign_request
-from app.providers.transport import TokenCache, Transport, TransportOptions
+from app.providers.transport import TokenCache, Transport, TransportOptions, logged_error
 
 log = get_logger(__name__)
 
@@ -181,12 +181,4 @@ class FintectureTransport:
 
     @staticmethod
     def _error(response: httpx.Response, context: str) -> ProviderError:
-        error = api_error(response, context)
-        log.warning(
-            "fintecture.error",
-            context=context,
-            http_status=error.http_status,
-            code=error.code,
-            log_id=error.log_id,
-        )
-        return error
+        return logged_error("fintecture", api_error(response, context), context)

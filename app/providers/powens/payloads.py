@@ -38,6 +38,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from app import money
+from app.providers import transport
 from app.providers.base import Payer, ProviderError, SessionRequest
 from app.providers.transport import RETRYABLE_STATUSES, status_name
 
@@ -307,18 +308,9 @@ def json_object(
 ) -> dict[str, Any]:
     """The answer's JSON object (numbers with a fraction as Decimal when `exact_numbers`); a
     ProviderError when the body is anything else."""
-    try:
-        body = json.loads(response.content, parse_float=Decimal) if exact_numbers else response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise ProviderError(
-            f"Powens {context} answered with a body that is not a JSON object",
-            http_status=response.status_code,
-            code="invalid_response",
-            retryable=retryable,
-        )
-    return body
+    return transport.json_object(
+        response, f"Powens {context}", retryable=retryable, exact_numbers=exact_numbers
+    )
 
 
 def error_details(response: httpx.Response) -> tuple[str | None, str | None, str]:

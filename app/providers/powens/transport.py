@@ -23,7 +23,7 @@ import httpx
 from app.logging_setup import get_logger
 from app.providers.base import ProviderError
 from app.providers.powens.payloads import api_error, encode_json, json_object
-from app.providers.transport import TokenCache, Transport, TransportOptions
+from app.providers.transport import TokenCache, Transport, TransportOptions, logged_error
 
 log = get_logger(__name__)
 
@@ -154,12 +154,4 @@ class PowensTransport:
 
     @staticmethod
     def _error(response: httpx.Response, context: str) -> ProviderError:
-        error = api_error(response, context)
-        log.warning(
-            "powens.error",
-            context=context,
-            http_status=error.http_status,
-            code=error.code,
-            log_id=error.log_id,
-        )
-        return error
+        return logged_error("powens", api_error(response, context), context)
