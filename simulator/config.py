@@ -44,6 +44,12 @@ class SimulatorConfig(BaseModel):
     pending_settle_seconds: float = Field(
         default=30.0, ge=0, description="A payment left pending settles after this long (clock time)"
     )
+    payout_transfer_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="A payout's transfer is executed this long (clock time) after its payment is created; "
+        "0 = at once, as in the Verified Payout guide's example",
+    )
     webhook_retry_base_delay: float = Field(
         default=5.0, ge=0, description="Retry n waits base * 2**(n-1) seconds of clock time"
     )

@@ -42,8 +42,8 @@ def ensure_demo_app(data_dir: Path) -> Path:
     """Create (once) the demo applications: a config file with a Fintecture application (and its
     RSA key pair) and a Powens client, under `data_dir`.
 
-    They are registered for a checkout service on 127.0.0.1:8000 (`/callback`, `/webhook` and
-    `/webhooks/powens`). Later runs reuse them, so the service's settings stay valid across
+    They are registered for a checkout service on 127.0.0.1:8000 (`/callback`, `/payouts/callback`,
+    `/webhook` and `/webhooks/powens`). Later runs reuse them, so the service's settings stay valid across
     restarts; a demo config written before Powens joined gets its Powens client added once.
     """
     config_path = data_dir / DEMO_CONFIG
@@ -73,7 +73,12 @@ def ensure_demo_app(data_dir: Path) -> Path:
                 "app_id": str(uuid.uuid4()),
                 "app_secret": secrets.token_urlsafe(24),
                 "public_key_file": DEMO_PUBLIC_KEY,
-                "redirect_uris": ["http://127.0.0.1:8000/callback", "http://localhost:8000/callback"],
+                "redirect_uris": [
+                    "http://127.0.0.1:8000/callback",
+                    "http://localhost:8000/callback",
+                    "http://127.0.0.1:8000/payouts/callback",
+                    "http://localhost:8000/payouts/callback",
+                ],
                 "webhook_url": "http://127.0.0.1:8000/webhook",
                 "mode": "lenient",
                 "name": "Demo Shop",

@@ -2,8 +2,8 @@
 
 Every change of status or transfer state goes through `FintectureSim.transition`, which records it
 and emits exactly one webhook (when the app has a webhook URL) through the core's dispatcher. The
-hosted page, the `/_sim` control API, the merchant's PATCH, refunds, expiry and pending settlement
-all end there.
+hosted page, the `/_sim` control API, the merchant's PATCH, refunds, payout transfers, expiry and
+pending settlement all end there.
 """
 
 from __future__ import annotations
@@ -166,6 +166,24 @@ class FintectureSim:
         if session and session.status in EXPIRABLE and session.expires_at <= self.clock.now():
             self.transition(session, "payment_expired", source="expiry")
 
+    def create_payout_payment(self, session: Session, *, source: str) -> None:
+        """A payout's payment is created: its transfer executes at once, or on the clock after
+        `payout_transfer_seconds` (transfer state `initiated` meanwhile, §6)."""
+        delay = self.config.payout_transfer_seconds
+        if delay <= 0:
+            self.transition(session, "payment_created", "completed", source=source)
+            return
+        self.transition(session, "payment_created", "initiated", source=source)
+        session_id = session.session_id
+        self.scheduler.at(
+            self.clock.now() + timedelta(seconds=delay), lambda: self._execute_payout(session_id)
+        )
+
+    def _execute_payout(self, session_id: str) -> None:
+        session = self.store.get(session_id)
+        if session and session.status == "payment_created" and session.transfer_state == "initiated":
+            self.transition(session, "payment_created", "completed", source="bank")
+
     def _settle(self, session_id: str) -> None:
         session = self.store.get(session_id)
         if session and session.status == "payment_pending":
@@ -231,7 +249,7 @@ class FintectureSim:
             "swift_bic": "BNPAFRPPXXX",
         }
         self.transition(session, "iban_received", source="payee")
-        self.transition(session, "payment_created", "completed", source="payee")
+        self.create_payout_payment(session, source="payee")
         return self.redirect_url(session)
 
     def redirect_url(self, session: Session) -> str | None:

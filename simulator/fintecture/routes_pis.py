@@ -212,8 +212,10 @@ async def create_refund(body: RefundBody, request: Request, app: App, state: Sta
     operation_id="createPisV2RequestForPayout",
     summary="Request for payout (verified payout)",
     description=(
-        "Without `data.attributes.beneficiary`: 201 with a link where the payee gives an IBAN. With a "
-        "verified beneficiary: 200, paid at once (payment_created / completed)."
+        "Without `data.attributes.beneficiary`: 201 with a link where the payee gives an IBAN (sent "
+        "by email or SMS with `meta.method`, which then needs `psu_email` or `psu_phone`). With a "
+        "verified beneficiary: 200, the payment created at once (payment_created / completed, or "
+        "initiated until `payout_transfer_seconds` have passed on the clock)."
     ),
     response_model=None,
 )
@@ -229,6 +231,11 @@ async def request_for_payout(
     sim = get_fintecture(request)
     _check_urls(app, redirect_uri, None)
     attributes = body.data.attributes
+    method = body.meta.method or "link"
+    if attributes.beneficiary is None and method == "email" and not body.meta.psu_email:
+        raise ApiError(400, "mandatory_field_missing", "meta.psu_email is required to send the link by email")
+    if attributes.beneficiary is None and method == "sms" and not body.meta.psu_phone:
+        raise ApiError(400, "mandatory_field_missing", "meta.psu_phone is required to send the link by SMS")
     common: dict[str, Any] = {
         "amount": attributes.amount,
         "currency": attributes.currency,
@@ -239,7 +246,7 @@ async def request_for_payout(
         "language": x_language,
         "country": x_country,
         "psu": body.meta.model_dump(mode="json", exclude_none=True),
-        "payout_method": body.meta.method or "link",
+        "payout_method": method,
     }
     expiry = body.meta.expiry or DEFAULT_PAYOUT_EXPIRY
     if attributes.beneficiary is None:
@@ -260,7 +267,7 @@ async def request_for_payout(
     session = sim.new_session(
         app, type=PAYOUT, status="session_initiated", expiry_seconds=expiry, beneficiary=payee, **common
     )
-    sim.transition(session, "payment_created", "completed", source="payout")
+    sim.create_payout_payment(session, source="payout")
     return JSONResponse(
         {
             "meta": {"status": session.status, "session_id": session.session_id, "type": PAYOUT},

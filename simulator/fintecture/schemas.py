@@ -104,6 +104,7 @@ class ConnectBody(_Open):
 class PayoutMeta(_Open):
     psu_name: str | None = Field(default=None, max_length=140)
     psu_email: Email | None = None
+    psu_phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9 ().-]{4,40}$")] | None = None
     expiry: StrictInt | None = Field(default=None, ge=1, le=MAX_EXPIRY_SECONDS)
     method: Literal["link", "email", "sms"] | None = None
 

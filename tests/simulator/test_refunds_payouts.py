@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.simulator.conftest import REDIRECT_URI, START, Harness, Merchant
+from tests.simulator.conftest import REDIRECT_URI, START, Harness, Merchant, SimFactory
 from tests.simulator.contract import verify_webhook
 from tests.simulator.test_oauth import assert_error
 
@@ -105,6 +105,63 @@ async def test_payout_needs_state_and_language(sim: Harness) -> None:
     }
     assert (await payout(sim, bad_iban)).status_code == 400
     assert (await sim.control("GET", "/sessions"))["sessions"] == []
+
+
+async def test_a_payout_transfer_can_take_time_on_the_clock(make_sim: SimFactory) -> None:
+    async with make_sim(payout_transfer_seconds=60) as sim:
+        body = {
+            **PAYOUT,
+            "data": {
+                "type": "payments",
+                "attributes": {**PAYOUT["data"]["attributes"], "beneficiary": PAYEE},
+            },
+        }
+        result = (await payout(sim, body)).json()
+        assert (result["meta"]["status"], result["data"]["attributes"]["transfer_state"]) == (
+            "payment_created",
+            "initiated",
+        )
+        session_id = result["meta"]["session_id"]
+        await sim.advance(59)
+        assert (await sim.payment(session_id))["data"]["attributes"]["transfer_state"] == "initiated"
+        await sim.advance(1)
+        payment = await sim.payment(session_id)
+        assert (payment["meta"]["status"], payment["data"]["attributes"]["transfer_state"]) == (
+            "payment_created",
+            "completed",
+        )
+        await sim.flush()
+        events = [d["event"] for d in await sim.deliveries(session_id=session_id)]
+        assert events == [
+            "payment_session.status.payment_created",
+            "payment_session.transfer_states.completed",
+        ]
+
+        # Through the payee's page: iban_required -> iban_received -> payment_created, then the transfer.
+        linked = (await payout(sim, PAYOUT, state="payout-2")).json()["meta"]
+        await sim.client.post(linked["url"], data={"outcome": "confirm", "name": "John Doe"})
+        await sim.advance(60)
+        await sim.flush()
+        steps = [d["event"] for d in await sim.deliveries(session_id=linked["session_id"])]
+        assert steps == [
+            "payment_session.status.iban_received",
+            "payment_session.status.payment_created",
+            "payment_session.transfer_states.completed",
+        ]
+
+
+async def test_a_payout_link_sent_by_email_or_sms_needs_the_address(sim: Harness) -> None:
+    by_email = {**PAYOUT, "meta": {**PAYOUT["meta"], "method": "email"}}
+    assert (await payout(sim, by_email)).status_code == 201
+    no_email = {**PAYOUT, "meta": {"psu_name": "John Doe", "method": "email"}}
+    refused = await payout(sim, no_email)
+    assert refused.status_code == 400
+    assert_error(refused.json(), 400, "bad_request", "mandatory_field_missing")
+    no_phone = {**PAYOUT, "meta": {**PAYOUT["meta"], "method": "sms"}}
+    assert (await payout(sim, no_phone)).status_code == 400
+    by_sms = {**PAYOUT, "meta": {**PAYOUT["meta"], "method": "sms", "psu_phone": "+33612345678"}}
+    created = await payout(sim, by_sms)
+    assert created.status_code == 201 and created.json()["meta"]["method"] == "sms"
 
 
 async def refund(
