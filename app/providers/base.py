@@ -2,7 +2,8 @@
 
 A provider package (`app/providers/<name>/`) owns its settings, transport, wire payloads, status
 table, webhook verification and return parsing, and offers the core a `Provider`. The core never
-names a provider; it speaks `PaymentStatus`, `PaymentSnapshot`, `WebhookRequest` and `ReturnHint`.
+names a provider; it speaks `PaymentStatus` (and a payout's `PayoutStatus`), `PaymentSnapshot`,
+`WebhookRequest` and `ReturnHint`.
 
 This module imports nothing from `app.orders` or `app.payments` (a test enforces it): a payment
 status describes money moving (a pay-in, a refund, a payout), never an order.
@@ -38,6 +39,46 @@ class PaymentKind(StrEnum):
     PAY_IN = "pay_in"
     REFUND = "refund"
     PAYOUT = "payout"
+
+
+class PayoutStatus(StrEnum):
+    """Where one payout (money sent from the merchant to a payee) stands, whoever the provider is.
+
+    Finer than `PaymentStatus`: a payout may first wait for its payee to give (and prove) the
+    account the money goes to, which no pay-in does.
+    """
+
+    CREATING = "creating"  # reserved locally; the provider has not confirmed it yet (never mapped)
+    AWAITING_PAYEE = "awaiting_payee"  # the payee has not given the account to pay yet
+    ACCOUNT_RECEIVED = "account_received"  # the payee gave their account; no transfer created yet
+    INITIATED = "initiated"  # the transfer is created and on its way, not executed yet
+    PAID = "paid"  # the transfer is executed: the money left the merchant's account
+    FAILED = "failed"  # refused or rejected; the provider may still retry it on the same payout
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"  # the payee never gave an account in time
+    NEEDS_REVIEW = "needs_review"  # the provider reports something a person must look at
+
+
+# What a payout's status means as a payment status (a payout is a payment of its own kind).
+PAYMENT_STATUS_OF_PAYOUT: dict[PayoutStatus, PaymentStatus] = {
+    PayoutStatus.CREATING: PaymentStatus.CREATING,
+    PayoutStatus.AWAITING_PAYEE: PaymentStatus.OPEN,
+    PayoutStatus.ACCOUNT_RECEIVED: PaymentStatus.PROCESSING,
+    PayoutStatus.INITIATED: PaymentStatus.PROCESSING,
+    PayoutStatus.PAID: PaymentStatus.SUCCEEDED,
+    PayoutStatus.FAILED: PaymentStatus.FAILED,
+    PayoutStatus.CANCELLED: PaymentStatus.CANCELLED,
+    PayoutStatus.EXPIRED: PaymentStatus.EXPIRED,
+    PayoutStatus.NEEDS_REVIEW: PaymentStatus.NEEDS_REVIEW,
+}
+
+
+class PayoutDelivery(StrEnum):
+    """How the provider's page for the payee reaches them, when the payee gives their account."""
+
+    LINK = "link"  # the merchant passes the URL on (redirect, its own email...)
+    EMAIL = "email"  # the provider emails the payee
+    SMS = "sms"  # the provider texts the payee
 
 
 @dataclass(frozen=True)
@@ -100,6 +141,49 @@ class CreatedRefund:
 
 
 @dataclass(frozen=True)
+class Beneficiary:
+    """An account already verified by the merchant: the payout goes there with no payee step."""
+
+    name: str
+    iban: str  # electronic (compact) form, checked
+    bic: str  # compact, checked
+
+
+@dataclass(frozen=True)
+class PayoutRequest:
+    """Send money from the merchant's payout account to a payee.
+
+    Without `beneficiary`, the provider collects the payee's account on its own page (`state` is
+    echoed when the payee comes back to `redirect_uri`); with it, the transfer starts at once.
+    """
+
+    amount: Decimal  # major units, e.g. Decimal("26.99")
+    currency: str
+    communication: str  # shown on the payee's statement
+    state: str  # opaque token echoed back on the payee's return and in notifications
+    redirect_uri: str
+    expiry_seconds: int  # how long the payee's page stays valid
+    payee_name: str | None = None
+    payee_email: str | None = None
+    payee_phone: str | None = None  # E.164, e.g. "+33612345678"
+    delivery: PayoutDelivery = PayoutDelivery.LINK
+    beneficiary: Beneficiary | None = None
+    language: str | None = None  # of the payee's page
+
+
+@dataclass(frozen=True)
+class CreatedPayout:
+    """The provider accepted the payout: its own id for it, the payee's page, where it stands."""
+
+    provider_payout_id: str
+    payee_url: str | None  # where the payee gives their account (none once a beneficiary is given)
+    status: PayoutStatus  # normalised by the adapter's payout status table
+    raw_status: str | None = None
+    transfer_state: str | None = None
+    review_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class PaymentSnapshot:
     """What the provider says about one payment right now."""
 
@@ -118,6 +202,8 @@ class PaymentSnapshot:
     raw: Mapping[str, Any] = field(default_factory=dict)
     # For a refund: the provider's id of the payment it gives money back from, when reported.
     refunded_session_id: str | None = None
+    # For a payout: its own status (finer than `status`, which is its payment status).
+    payout_status: PayoutStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +278,11 @@ class WebhookRejected(Exception):
         self.reason = reason
 
 
+class WebhookMalformed(WebhookRejected):
+    """A delivery that passed authentication but whose content cannot be used or stored (not JSON,
+    nested too deeply, NUL, an identifier too long...): refused as a bad request, not as forged."""
+
+
 class ReturnRejected(Exception):
     """The payer's return does not carry what this provider sends back; nothing is looked up."""
 
@@ -238,6 +329,17 @@ class Provider(Protocol):
 
     async def get_payment(self, provider_session_id: str) -> PaymentSnapshot:
         """A pay-in, or a refund read by the provider's refund id (`kind` says which)."""
+        ...
+
+    async def create_payout(self, request: PayoutRequest) -> CreatedPayout:
+        """Ask the provider to pay a payee out; never sent twice (the request is not idempotent).
+        Raises ProviderError; a provider without `capabilities.payout` raises it with code
+        `not_supported`, sending nothing."""
+        ...
+
+    async def get_payout(self, provider_payout_id: str) -> PaymentSnapshot:
+        """A payout read by the provider's id for it: `kind` is PAYOUT and `payout_status` set.
+        A provider without `capabilities.payout` raises ProviderError with code `not_supported`."""
         ...
 
     async def create_refund(self, request: RefundRequest) -> CreatedRefund:

@@ -1,8 +1,10 @@
-"""What goes on the wire to and from Fintecture, as pure functions (contracts/fintecture.md §4, §5, §11).
+"""What goes on the wire to and from Fintecture, as pure functions (contracts/fintecture.md §4, §5,
+§8, §9, §11).
 
-Requests: the connect query, headers and body; amounts as the decimal strings Fintecture wants;
-queries and JSON encoded exactly as they are signed. Answers: the connect result, the fields of a
-payment read, and the §11 error shape turned into a `ProviderError`.
+Requests: the connect query, headers and body, refunds and requests for payout; amounts as the
+decimal strings Fintecture wants; queries and JSON encoded exactly as they are signed. Answers: the
+connect, refund and payout results, the fields of a payment read, and the §11 error shape turned
+into a `ProviderError`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import httpx
 
 from app import money
 from app.providers import transport
-from app.providers.base import ProviderError, RefundRequest, SessionRequest
+from app.providers.base import PayoutDelivery, PayoutRequest, ProviderError, RefundRequest, SessionRequest
 from app.providers.transport import RETRYABLE_STATUSES, status_name
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
@@ -27,6 +29,10 @@ MAX_STATE_LENGTH = 512
 MAX_SESSION_ID_LENGTH = 128
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+# Session types (`meta.type`), lower-cased (§5).
+REFUND_TYPE = "refund"
+PAYOUT_TYPE = "requestforpayout"
 
 
 # --- Encoding ------------------------------------------------------------------------------------
@@ -163,6 +169,8 @@ class PaymentRead:
     bank_id: str | None
     is_refund: bool = False  # a refund session (`type=Refund`, §9)
     refunded_session_id: str | None = None
+    # The session's kind in lower case (`paybybank`, `refund`, `requestforpayout`...), when given.
+    session_type: str | None = None
 
 
 def payment_read(body: Mapping[str, Any], provider_session_id: str) -> PaymentRead:
@@ -184,6 +192,7 @@ def payment_read(body: Mapping[str, Any], provider_session_id: str) -> PaymentRe
     transfer_state = attributes.get("transfer_state") or data.get("transfer_state")
     currency = attributes.get("currency")
     communication = attributes.get("communication")
+    session_type = str(meta.get("type") or attributes.get("type") or "").strip().lower() or None
     return PaymentRead(
         raw_status=raw_status,
         transfer_state=transfer_state if isinstance(transfer_state, str) and transfer_state else None,
@@ -192,10 +201,11 @@ def payment_read(body: Mapping[str, Any], provider_session_id: str) -> PaymentRe
         communication=communication if isinstance(communication, str) else None,
         customer_id=_str_or_none(meta.get("customer_id")),
         bank_id=_str_or_none(meta.get("provider")),
-        is_refund=str(meta.get("type") or attributes.get("type") or "").strip().lower() == "refund",
+        is_refund=session_type == REFUND_TYPE,
         refunded_session_id=_str_or_none(
             meta.get("refunded_session_id") or attributes.get("refunded_session_id")
         ),
+        session_type=session_type,
     )
 
 
@@ -239,6 +249,110 @@ def refund_result(body: Mapping[str, Any]) -> tuple[str, str]:
             code="invalid_response",
         )
     return session_id, raw_status.strip().lower()
+
+
+# --- POST /pis/v2/request-for-payout (§8) -------------------------------------------------------
+
+
+def payout_request(
+    request: PayoutRequest,
+) -> tuple[list[tuple[str, str]], dict[str, str], dict[str, Any]]:
+    """Query, extra headers and JSON body of POST /pis/v2/request-for-payout.
+
+    Without a beneficiary (the payee gives an account on Fintecture's page): `meta.method` says how
+    the page reaches them and `meta.expiry` how long it stays valid. With one, the verified
+    beneficiary goes in `data.attributes.beneficiary` and the payout starts at once.
+    """
+    currency = request.currency.strip().upper()
+    if not _CURRENCY.match(currency):
+        raise ValueError("currency must be an ISO 4217 code")
+    if not request.state or len(request.state) > MAX_STATE_LENGTH:
+        raise ValueError(f"state must be 1 to {MAX_STATE_LENGTH} characters")
+    if not request.redirect_uri:
+        raise ValueError("redirect_uri is required")
+    beneficiary = request.beneficiary
+    meta: dict[str, Any] = {}
+    name = request.payee_name or (beneficiary.name if beneficiary else None)
+    if name:
+        meta["psu_name"] = name
+    if request.payee_email:
+        meta["psu_email"] = request.payee_email
+    attributes: dict[str, Any] = {
+        "amount": format_amount(request.amount, currency),
+        "currency": currency,
+        "communication": request.communication[:140],
+    }
+    if beneficiary is None:
+        if request.delivery is PayoutDelivery.EMAIL and not request.payee_email:
+            raise ValueError("a payout link sent by email needs the payee's email")
+        if request.delivery is PayoutDelivery.SMS and not request.payee_phone:
+            raise ValueError("a payout link sent by SMS needs the payee's phone number")
+        if request.payee_phone:
+            meta["psu_phone"] = request.payee_phone
+        meta["expiry"] = request.expiry_seconds
+        meta["method"] = request.delivery.value
+    else:
+        attributes["beneficiary"] = {
+            "name": beneficiary.name,
+            "iban": beneficiary.iban,
+            "swift_bic": beneficiary.bic,
+        }
+    body = {"meta": meta, "data": {"type": "payments", "attributes": attributes}}
+    query = [("state", request.state), ("redirect_uri", request.redirect_uri)]
+    # Required by Fintecture for a payout (the payee's page language); `en` as for connect.
+    headers = {"x-language": (_two_letters(request.language) or "en").lower()}
+    return query, headers, body
+
+
+@dataclass(frozen=True)
+class PayoutCreated:
+    """The request-for-payout answer, as read: a payee link (no beneficiary given) or the created
+    payment's status and transfer state (a verified beneficiary)."""
+
+    session_id: str
+    url: str | None
+    raw_status: str | None
+    transfer_state: str | None
+
+
+def payout_result(body: Mapping[str, Any], *, production: bool) -> PayoutCreated:
+    """The request-for-payout answer's fields; a ProviderError when it names no session, carries a
+    URL that cannot be used, or carries neither a URL nor a status."""
+    meta = _obj(body.get("meta"))
+    data = _obj(body.get("data"))
+    attributes = _obj(data.get("attributes"))
+    session_id = meta.get("session_id") or data.get("id")
+    if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
+        raise ProviderError(
+            "Fintecture request-for-payout answered without a valid session_id",
+            http_status=200,
+            code="invalid_response",
+        )
+    url = meta.get("url")
+    allowed = {"https"} if production else {"https", "http"}
+    if url is not None and (
+        not isinstance(url, str) or urlsplit(url).scheme not in allowed or not urlsplit(url).netloc
+    ):
+        raise ProviderError(
+            "Fintecture request-for-payout answered with an unusable url",
+            http_status=200,
+            code="invalid_response",
+        )
+    raw_status = meta.get("status")
+    raw_status = raw_status.strip().lower() if isinstance(raw_status, str) and raw_status.strip() else None
+    if url is None and raw_status is None:
+        raise ProviderError(
+            "Fintecture request-for-payout answered neither a payee url nor a status",
+            http_status=200,
+            code="invalid_response",
+        )
+    transfer_state = attributes.get("transfer_state") or data.get("transfer_state")
+    return PayoutCreated(
+        session_id=session_id,
+        url=url,
+        raw_status=raw_status,
+        transfer_state=transfer_state if isinstance(transfer_state, str) and transfer_state else None,
+    )
 
 
 # --- Answers in general (§11) --------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Fintecture session statuses and transfer states mapped onto `PaymentStatus`, in one table.
+"""Fintecture session statuses and transfer states mapped onto `PaymentStatus` (a payout's onto
+`PayoutStatus`), one table per kind of session.
 
 Source: contracts/fintecture.md §6. The session status is the primary signal; the transfer state
 decides whether a validated payment has actually moved money, and flags the cases an operator must
@@ -7,7 +8,9 @@ look at. Anything undocumented lands in `needs_review`, never in `succeeded`.
 
 from __future__ import annotations
 
-from app.providers.base import PaymentStatus
+from typing import TypeVar
+
+from app.providers.base import PaymentStatus, PayoutStatus
 
 # --- Documented session statuses (§6) -----------------------------------------------------------
 SESSION_INITIATED = "session_initiated"
@@ -179,7 +182,7 @@ def _normalise(value: str | None) -> str | None:
 
 def map_status(session_status: str, transfer_state: str | None) -> Outcome:
     """Normalised status and, for needs_review, the reason. Total: never raises, never guesses succeeded."""
-    return _lookup(_TABLE, session_status, transfer_state)
+    return _lookup(_TABLE, session_status, transfer_state, PaymentStatus.NEEDS_REVIEW)
 
 
 # --- Refunds (§9) --------------------------------------------------------------------------------
@@ -259,15 +262,98 @@ assert set(_REFUND_TABLE) == set(SESSION_STATUSES) | set(REFUND_CREATION_STATUSE
 def map_refund_status(status: str, transfer_state: str | None) -> Outcome:
     """A refund's normalised status (and the review reason), from its creation answer or its
     session's status. Total: never raises, never guesses succeeded."""
-    return _lookup(_REFUND_TABLE, status, transfer_state)
+    return _lookup(_REFUND_TABLE, status, transfer_state, PaymentStatus.NEEDS_REVIEW)
 
 
-def _lookup(table: dict[str, dict[str, Outcome]], session_status: str, transfer_state: str | None) -> Outcome:
+# --- Payouts (§8 and the Verified Payout guide) -----------------------------------------------
+# A request for payout is its own session (`type=RequestForPayout`). Without a verified beneficiary
+# it waits for the payee's IBAN (`iban_required`), then `iban_received`, then `payment_created`;
+# with one it is created at once. The transfer state says whether the money has left: a payout is
+# paid once the transfer is executed (completed / sent; received is read the same way), and only
+# after `payment_created`.
+PayoutOutcome = tuple[PayoutStatus, str | None]
+
+_AWAITING_PAYEE: PayoutOutcome = (PayoutStatus.AWAITING_PAYEE, None)
+_ACCOUNT_RECEIVED: PayoutOutcome = (PayoutStatus.ACCOUNT_RECEIVED, None)
+_INITIATED: PayoutOutcome = (PayoutStatus.INITIATED, None)
+_PAID: PayoutOutcome = (PayoutStatus.PAID, None)
+_PAYOUT_FAILED: PayoutOutcome = (PayoutStatus.FAILED, None)
+
+
+def _payout_review(reason: str) -> dict[str, PayoutOutcome]:
+    return {key: (PayoutStatus.NEEDS_REVIEW, reason) for key in ("default", "settled", "stopped")}
+
+
+# THE payout table, in the same shape as the payment table. A settled transfer state before
+# `payment_created` is read as "on its way" (never paid before the provider validated it); a
+# transfer stopped after `payment_created` is a person's call (the money may have left: calling it
+# failed would invite paying the payee twice).
+_PAYOUT_TABLE: dict[str, dict[str, PayoutOutcome]] = {
+    # Waiting for the payee: their IBAN, or (a verified payout) their bank and its SCA.
+    IBAN_REQUIRED: {"default": _AWAITING_PAYEE, "settled": _INITIATED, "stopped": _AWAITING_PAYEE},
+    PROVIDER_REQUIRED: {"default": _AWAITING_PAYEE, "settled": _INITIATED, "stopped": _AWAITING_PAYEE},
+    SCA_REQUIRED: {"default": _AWAITING_PAYEE, "settled": _INITIATED, "stopped": _AWAITING_PAYEE},
+    PAYMENT_WAITING: {"default": _AWAITING_PAYEE, "settled": _INITIATED, "stopped": _AWAITING_PAYEE},
+    IBAN_RECEIVED: {"default": _ACCOUNT_RECEIVED, "settled": _INITIATED, "stopped": _ACCOUNT_RECEIVED},
+    # "For refunds/payouts: initiated, pending execution" (§6).
+    SESSION_INITIATED: {"default": _INITIATED, "settled": _INITIATED, "stopped": _INITIATED},
+    # The bank is executing; a stopped transfer is followed by a final session status.
+    PAYMENT_PENDING: {"default": _INITIATED, "settled": _INITIATED, "stopped": _INITIATED},
+    PAYMENT_UNKNOWN: {"default": _INITIATED, "settled": _INITIATED, "stopped": _INITIATED},
+    PAYMENT_CREATED: {
+        "default": _INITIATED,
+        "settled": _PAID,
+        "stopped": (PayoutStatus.NEEDS_REVIEW, "payout transfer stopped after the provider created it"),
+    },
+    PAYMENT_UNSUCCESSFUL: {
+        "default": _PAYOUT_FAILED,
+        "settled": (PayoutStatus.NEEDS_REVIEW, "funds moved on an unsuccessful payout"),
+        "stopped": _PAYOUT_FAILED,
+    },
+    PAYMENT_ERROR: {
+        "default": _PAYOUT_FAILED,
+        "settled": (PayoutStatus.NEEDS_REVIEW, "funds moved on a payout in error"),
+        "stopped": _PAYOUT_FAILED,
+    },
+    PAYMENT_CANCELLED: {
+        "default": (PayoutStatus.CANCELLED, None),
+        "settled": (PayoutStatus.NEEDS_REVIEW, "funds moved on a cancelled payout"),
+        "stopped": (PayoutStatus.CANCELLED, None),
+    },
+    # Expiry reached before the payee gave an account (a payout link lasts `expiry`).
+    PAYMENT_EXPIRED: {
+        "default": (PayoutStatus.EXPIRED, None),
+        "settled": (PayoutStatus.NEEDS_REVIEW, "funds moved on an expired payout"),
+        "stopped": (PayoutStatus.EXPIRED, None),
+    },
+    # Pay-in statuses a payout never documents.
+    PAYMENT_PARTIAL: _payout_review("partial-payment status on a payout"),
+    ORDER_CREATED: _payout_review("BNPL status on a payout"),
+}
+
+assert set(_PAYOUT_TABLE) == set(SESSION_STATUSES)
+
+
+def map_payout_status(status: str, transfer_state: str | None) -> PayoutOutcome:
+    """A payout's normalised status (and the review reason), from its session's status and
+    transfer state. Total: never raises, never guesses paid."""
+    return _lookup(_PAYOUT_TABLE, status, transfer_state, PayoutStatus.NEEDS_REVIEW)
+
+
+_S = TypeVar("_S", PaymentStatus, PayoutStatus)
+
+
+def _lookup(
+    table: dict[str, dict[str, tuple[_S, str | None]]],
+    session_status: str,
+    transfer_state: str | None,
+    review: _S,
+) -> tuple[_S, str | None]:
     status = _normalise(session_status)
     transfer = _normalise(transfer_state)
     row = table.get(status or "")
     if row is None:
-        return PaymentStatus.NEEDS_REVIEW, f"unknown provider status {session_status!r}"
+        return review, f"unknown provider status {session_status!r}"
     if transfer is None or transfer in IN_FLIGHT:
         return row["default"]
     if transfer in SETTLED:
@@ -275,5 +361,5 @@ def _lookup(table: dict[str, dict[str, Outcome]], session_status: str, transfer_
     if transfer in STOPPED:
         return row["stopped"]
     if transfer in _REVIEW_TRANSFER:
-        return PaymentStatus.NEEDS_REVIEW, _REVIEW_TRANSFER[transfer]
-    return PaymentStatus.NEEDS_REVIEW, f"unknown provider transfer state {transfer_state!r}"
+        return review, _REVIEW_TRANSFER[transfer]
+    return review, f"unknown provider transfer state {transfer_state!r}"

@@ -38,11 +38,13 @@ from typing import Any
 from app.logging_setup import get_logger
 from app.providers.base import (
     Capabilities,
+    CreatedPayout,
     CreatedRefund,
     CreatedSession,
     PaymentKind,
     PaymentSnapshot,
     PaymentStatus,
+    PayoutRequest,
     ProviderContext,
     ProviderError,
     RefundRequest,
@@ -151,6 +153,14 @@ class PowensProvider:
     async def create_refund(self, request: RefundRequest) -> CreatedRefund:
         """Powens Pay has no refund API (`capabilities.refund` is False): nothing is sent."""
         raise ProviderError("Powens Pay cannot refund a payment", code="not_supported")
+
+    async def create_payout(self, request: PayoutRequest) -> CreatedPayout:
+        """Powens Pay has no payout API (`capabilities.payout` is False): nothing is sent."""
+        raise ProviderError("Powens Pay cannot pay a payee out", code="not_supported")
+
+    async def get_payout(self, provider_payout_id: str) -> PaymentSnapshot:
+        """Powens Pay has no payouts to read (`capabilities.payout` is False): nothing is sent."""
+        raise ProviderError("Powens Pay has no payouts", code="not_supported")
 
     async def get_payment(self, provider_session_id: str) -> PaymentSnapshot:
         paid_id = self._payment_id(provider_session_id)
