@@ -78,6 +78,7 @@ def run_demo(*, host: str, port: int, simulator_port: int, data_dir: Path) -> No
 
     from app.cli import migrate
     from app.main import create_app
+    from app.payouts.service import callback_url as payout_callback_url
     from app.providers.fintecture.settings import FintectureSettings
     from app.providers.powens.settings import PowensSettings
     from simulator.app import create_app as create_simulator
@@ -146,7 +147,7 @@ def run_demo(*, host: str, port: int, simulator_port: int, data_dir: Path) -> No
                 app_id=DEMO_APP_ID,
                 app_secret=app_secret,
                 public_key_pem=public_pem,
-                redirect_uris=[settings.callback_url],
+                redirect_uris=[settings.callback_url, payout_callback_url(settings)],
                 webhook_url=f"{service_url}/webhooks/fintecture",
                 mode="lenient",
             )

@@ -18,6 +18,7 @@ from app.errors import BodySizeLimitMiddleware, install_error_handlers
 from app.orders.routes import router as orders_router
 from app.payments.routes import router as payments_router
 from app.payments.workers import PaymentWorkers
+from app.payouts.routes import router as payouts_router
 from app.providers import registry
 from app.providers.base import ProviderSettings
 from app.storefront.routes import router as storefront_router
@@ -93,6 +94,7 @@ def create_app(
     app.include_router(catalog_router)
     app.include_router(orders_router)
     app.include_router(payments_router)
+    app.include_router(payouts_router)
     if settings.demo_storefront:
         app.include_router(storefront_router)
     return app

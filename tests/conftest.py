@@ -87,7 +87,8 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 _TABLES = (
-    "order_transitions, provider_events, payment_sessions, idempotency_keys, order_lines, orders, products"
+    "order_transitions, provider_events, payment_sessions, idempotency_keys, order_lines, orders, products, "
+    "payout_transitions, payouts"
 )
 
 

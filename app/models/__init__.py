@@ -4,6 +4,7 @@ from app.models.base import Base
 from app.models.catalog import Product
 from app.models.orders import IdempotencyKey, Order, OrderLine, OrderTransition, TransitionSource
 from app.models.payments import InboxOutcome, PaymentSession, ProviderEvent, Refund
+from app.models.payouts import Payout, PayoutTransition
 
 __all__ = [
     "Base",
@@ -13,6 +14,8 @@ __all__ = [
     "OrderLine",
     "OrderTransition",
     "PaymentSession",
+    "Payout",
+    "PayoutTransition",
     "Product",
     "ProviderEvent",
     "Refund",

@@ -25,6 +25,7 @@ from app.models import InboxOutcome, ProviderEvent, TransitionSource
 from app.payments import repository
 from app.payments.refunds import apply_refund_observation
 from app.payments.service import Observation, apply_observation, observe, utcnow
+from app.payouts import sync as payout_sync
 from app.providers.base import Provider, ProviderError, WebhookHint
 
 log = get_logger(__name__)
@@ -144,10 +145,17 @@ class InboxProcessor:
                 if session is None
                 else None
             )
-        if session is None and refund is None:
+            # Nor a refund: a payout is its own session too.
+            payout_id = (
+                await payout_sync.find_payout_id(db, group.provider, group.provider_session_id)
+                if session is None and refund is None
+                else None
+            )
+        if session is None and refund is None and payout_id is None:
             # The webhook can overtake our own commit of the session; try again later.
             raise LookupError(f"no payment session {group.provider_session_id[:_MAX_TEXT]!r} yet")
-        observation: Observation = await observe(
+        read = payout_sync.observe_payout if payout_id is not None else observe
+        observation: Observation = await read(
             provider, group.provider_session_id, max_wait=self._read_deadline()
         )
         async with transaction(self.sessionmaker) as db:
@@ -158,6 +166,10 @@ class InboxProcessor:
                 await apply_observation(db, session, observation, source=TransitionSource.WEBHOOK)
             elif refund is not None:
                 await apply_refund_observation(db, refund.id, observation, source=TransitionSource.WEBHOOK)
+            elif payout_id is not None:
+                await payout_sync.apply_observation(
+                    db, payout_id, observation, source=TransitionSource.WEBHOOK
+                )
             now = utcnow()
             for event in events:
                 event.outcome = InboxOutcome.APPLIED

@@ -4,7 +4,8 @@ Each pass claims a batch of unsettled sessions that nobody asked about recently 
 `last_synced_at` under FOR UPDATE SKIP LOCKED and commits at once: a lease for one period), then
 asks the provider about each one with no transaction open and applies the answer in a short one.
 Two service processes never claim the same session in one period. It also fails reservations
-whose opener died while the provider was opening them. Open refunds are polled the same way.
+whose opener died while the provider was opening them. Open refunds are polled the same way, and
+payouts still moving by their own domain (`app.payouts.sync.sweep`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from app.models import TransitionSource
 from app.payments import repository, writer
 from app.payments.refunds import sync_refund
 from app.payments.service import load_session, sync_session, utcnow
+from app.payouts import sync as payout_sync
 from app.providers.base import Provider, ProviderError
 
 log = get_logger(__name__)
@@ -34,6 +36,7 @@ class SweepResult:
     errors: int = 0
     abandoned: int = 0
     refunds_claimed: int = 0
+    payouts_claimed: int = 0
 
 
 async def sweep(
@@ -73,6 +76,13 @@ async def sweep(
         reservation_timeout=reservation_timeout,
         batch=batch,
     )
+    payouts = await payout_sync.sweep(
+        sessionmaker, providers, stale_after=stale_after, reservation_timeout=reservation_timeout, batch=batch
+    )
+    result.payouts_claimed += payouts.claimed
+    result.changed += payouts.changed
+    result.errors += payouts.errors
+    result.abandoned += payouts.abandoned
     return result
 
 

@@ -333,7 +333,7 @@ async def stack_factory(
                     app_id=APP_ID,
                     app_secret=app_secret,
                     public_key_pem=public_pem,
-                    redirect_uris=[f"{svc_url}/callback"],
+                    redirect_uris=[f"{svc_url}/callback", f"{svc_url}/payouts/callback"],
                     webhook_url=f"{svc_url}/webhook",
                     mode=mode,  # type: ignore[arg-type]
                 )

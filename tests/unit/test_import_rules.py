@@ -1,5 +1,5 @@
 """The layering rules of the house, checked on the source: providers are plug-ins that know nothing
-of orders or payments, the service never imports the simulator, and no provider is named outside
+of orders, payments or payouts, the service never imports the simulator, and no provider is named outside
 its own package and the registry's list (the CLI and demo wire the simulator in)."""
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def _is_under(name: str, package: str) -> bool:
 
 
 @pytest.mark.parametrize("path", _modules(APP / "providers"), ids=lambda p: str(p.relative_to(APP)))
-def test_providers_import_nothing_from_orders_or_payments(path: Path) -> None:
-    bad = {n for n in _imports(path) if _is_under(n, "app.orders") or _is_under(n, "app.payments")}
+def test_providers_import_nothing_from_orders_payments_or_payouts(path: Path) -> None:
+    domains = ("app.orders", "app.payments", "app.payouts")
+    bad = {n for n in _imports(path) if any(_is_under(n, domain) for domain in domains)}
     assert not bad, f"{path.relative_to(APP)} imports {sorted(bad)}"
 
 
