@@ -12,28 +12,31 @@ from app.config import Settings
 from app.payments.workers import PaymentWorkers
 from app.providers.base import Provider
 
+# The accessors are coroutines although they never wait: FastAPI runs a plain function dependency
+# in a worker thread, a hop that costs more than the request's own work on a fast path.
 
-def _settings(request: Request) -> Settings:
+
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _engine(request: Request) -> AsyncEngine:
+async def _engine(request: Request) -> AsyncEngine:
     engine: AsyncEngine = request.app.state.engine
     return engine
 
 
-def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
 
 
-def _providers(request: Request) -> Mapping[str, Provider]:
+async def _providers(request: Request) -> Mapping[str, Provider]:
     providers: Mapping[str, Provider] = request.app.state.providers
     return providers
 
 
-def _workers(request: Request) -> PaymentWorkers:
+async def _workers(request: Request) -> PaymentWorkers:
     workers: PaymentWorkers = request.app.state.workers
     return workers
 

@@ -65,6 +65,9 @@ def create_app(
         # collector's generations, so each collection walks only what requests allocate.
         gc.collect()
         gc.freeze()
+        # A request allocates thousands of short-lived objects: collect the young generation every
+        # 50,000 net allocations rather than 700, which cost about a fifth of the CPU under load.
+        gc.set_threshold(50_000, 20, 20)
         try:
             yield
         finally:

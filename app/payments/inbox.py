@@ -22,9 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import transaction
 from app.logging_setup import get_logger
 from app.models import InboxOutcome, ProviderEvent, TransitionSource
-from app.payments import repository
+from app.payments import repository, writer
 from app.payments.refunds import apply_refund_observation
-from app.payments.service import Observation, apply_observation, observe, utcnow
+from app.payments.service import Observation, observe, utcnow
 from app.payouts import sync as payout_sync
 from app.providers.base import Provider, ProviderError, WebhookHint
 
@@ -81,13 +81,15 @@ class InboxProcessor:
         self.max_attempts = max_attempts
         self.concurrency = concurrency
         self.lease = lease
+        self._refill = max(1, concurrency // 4)
 
     async def drain(self, *, max_groups: int = 2000) -> DrainResult:
         """Process due events until none is left (or `max_groups` payments were taken up); the
         counts are per event.
 
-        A pipeline, not rounds: up to `concurrency` payments are in flight at once, and each slot
-        that frees up is refilled by the next claim, so one slow provider read holds one slot only.
+        A pipeline, not rounds: up to `concurrency` payments are in flight at once, and slots that
+        free up are refilled by the next claim (once a quarter of them are free), so one slow
+        provider read holds one slot only.
         """
         result = DrainResult()
         running: set[asyncio.Task[tuple[str | None, int]]] = set()
@@ -96,7 +98,8 @@ class InboxProcessor:
         try:
             while True:
                 free = self.concurrency - len(running)
-                if not exhausted and free > 0 and taken < max_groups:
+                # Slots are refilled a few at a time: one claim costs about as much as an apply.
+                if not exhausted and free >= (self._refill if running else 1) and taken < max_groups:
                     groups = await self._claim(min(free, max_groups - taken))
                     taken += len(groups)
                     running.update(asyncio.create_task(self._process(group)) for group in groups)
@@ -135,23 +138,26 @@ class InboxProcessor:
             raise LookupError(f"payment provider {group.provider!r} is not configured")
         if not group.provider_session_id:
             raise _Unusable("the delivery names no payment session")
-        async with self.sessionmaker() as db:
-            session = await repository.find_session_by_provider_id(
-                db, group.provider, group.provider_session_id
-            )
-            # Not a payment session: a refund is its own session at the provider.
-            refund = (
-                await repository.find_refund_by_provider_id(db, group.provider, group.provider_session_id)
-                if session is None
-                else None
-            )
-            # Nor a refund: a payout is its own session too.
-            payout_id = (
-                await payout_sync.find_payout_id(db, group.provider, group.provider_session_id)
-                if session is None and refund is None
-                else None
-            )
-        if session is None and refund is None and payout_id is None:
+        session_id, order_id = group.payment_session_id, group.order_id
+        refund = payout_id = None
+        if session_id is None:
+            # Not one of our payment sessions, or not committed when claimed: a refund is its own
+            # session at the provider.
+            async with self.sessionmaker() as db:
+                session = await repository.find_session_by_provider_id(
+                    db, group.provider, group.provider_session_id
+                )
+                if session is not None:
+                    session_id, order_id = session.id, session.order_id
+                else:
+                    refund = await repository.find_refund_by_provider_id(
+                        db, group.provider, group.provider_session_id
+                    )
+                    if refund is None:  # nor a refund: a payout is its own session too
+                        payout_id = await payout_sync.find_payout_id(
+                            db, group.provider, group.provider_session_id
+                        )
+        if session_id is None and refund is None and payout_id is None:
             # The webhook can overtake our own commit of the session; try again later.
             raise LookupError(f"no payment session {group.provider_session_id[:_MAX_TEXT]!r} yet")
         read = payout_sync.observe_payout if payout_id is not None else observe
@@ -159,24 +165,27 @@ class InboxProcessor:
             provider, group.provider_session_id, max_wait=self._read_deadline()
         )
         async with transaction(self.sessionmaker) as db:
-            events = await repository.lock_claimed_events(db, group.event_ids, group.claimed_until)
-            if not events:
+            settled = await repository.settle_claimed_events(
+                db, group.event_ids, group.claimed_until, now=utcnow()
+            )
+            if not settled:
                 return 0  # the lease ran out and another worker owns these events now
-            if session is not None:
-                await apply_observation(db, session, observation, source=TransitionSource.WEBHOOK)
+            if session_id is not None:
+                await writer.apply(
+                    db,
+                    session_id,
+                    observation.snapshot,
+                    source=TransitionSource.WEBHOOK,
+                    observed_at=observation.observed_at,
+                    order_id=order_id,
+                )
             elif refund is not None:
                 await apply_refund_observation(db, refund.id, observation, source=TransitionSource.WEBHOOK)
             elif payout_id is not None:
                 await payout_sync.apply_observation(
                     db, payout_id, observation, source=TransitionSource.WEBHOOK
                 )
-            now = utcnow()
-            for event in events:
-                event.outcome = InboxOutcome.APPLIED
-                event.processed_at = now
-                event.last_error = None
-                event.claimed_until = None
-            return len(events)
+            return settled
 
     async def _failed(self, group: repository.ClaimedGroup, exc: Exception) -> tuple[str | None, int]:
         expected = isinstance(exc, (LookupError, ProviderError, TimeoutError, _Unusable))

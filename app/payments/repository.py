@@ -13,7 +13,7 @@ from sqlalchemy import Select, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Order, OrderTransition, PaymentSession, ProviderEvent, Refund
+from app.models import InboxOutcome, Order, OrderTransition, PaymentSession, ProviderEvent, Refund
 from app.orders.states import OrderStatus
 from app.payments.states import OPEN, REFUND_COUNTED, REFUND_OPEN
 from app.providers.base import PaymentStatus
@@ -330,6 +330,10 @@ class ClaimedGroup:
     provider_session_id: str | None
     event_ids: tuple[int, ...]
     claimed_until: datetime
+    # Our payment session with that provider id, found by the claim itself (None: a refund's or a
+    # payout's session at the provider, or one not committed yet).
+    payment_session_id: uuid.UUID | None = None
+    order_id: uuid.UUID | None = None
 
 
 async def claim_events(
@@ -412,9 +416,54 @@ async def claim_events(
         .values(claimed_until=claimed_until, attempts=ProviderEvent.attempts + 1)
         .execution_options(synchronize_session=False)
     )
+    sessions = await _payment_sessions_by_provider_id(
+        db, [(provider, session_id) for provider, session_id, _ in claimed if session_id]
+    )
     return [
-        ClaimedGroup(provider, session_id, tuple(ids), claimed_until) for provider, session_id, ids in claimed
+        ClaimedGroup(
+            provider, session_id, tuple(ids), claimed_until, *sessions.get((provider, session_id), ())
+        )
+        for provider, session_id, ids in claimed
     ]
+
+
+async def _payment_sessions_by_provider_id(
+    db: AsyncSession, pairs: Sequence[tuple[str, str | None]]
+) -> dict[tuple[str, str | None], tuple[uuid.UUID, uuid.UUID]]:
+    """Our payment sessions (and their orders) for these (provider, provider session id) pairs, in
+    one statement."""
+    if not pairs:
+        return {}
+    rows = await db.execute(
+        select(
+            PaymentSession.provider,
+            PaymentSession.provider_session_id,
+            PaymentSession.id,
+            PaymentSession.order_id,
+        ).where(tuple_(PaymentSession.provider, PaymentSession.provider_session_id).in_(pairs))
+    )
+    return {(provider, session_id): (id_, order_id) for provider, session_id, id_, order_id in rows.all()}
+
+
+async def settle_claimed_events(
+    db: AsyncSession, event_ids: Sequence[int], claimed_until: datetime, *, now: datetime
+) -> int:
+    """Mark the events this claim still holds as applied, in the transaction that applies them; 0
+    when the lease ran out and another worker took them over (its `claimed_until` differs), and
+    then the caller must not apply anything. One statement: the row locks it takes also keep a
+    second worker from settling the same events until this transaction ends."""
+    settled = await db.execute(
+        update(ProviderEvent)
+        .where(
+            ProviderEvent.id.in_(event_ids),
+            ProviderEvent.claimed_until == claimed_until,
+            ProviderEvent.processed_at.is_(None),
+        )
+        .values(outcome=InboxOutcome.APPLIED, processed_at=now, last_error=None, claimed_until=None)
+        .returning(ProviderEvent.id)
+        .execution_options(synchronize_session=False)
+    )
+    return len(settled.all())
 
 
 async def lock_claimed_events(

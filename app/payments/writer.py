@@ -186,13 +186,16 @@ async def apply(
     observed_at: datetime,
     override: PaymentStatus | None = None,
     override_reason: str | None = None,
+    order_id: uuid.UUID | None = None,
 ) -> ApplyResult:
     """Apply what the provider said about a session (requested at `observed_at`).
 
     `override` replaces the mapped status (the sweeper's local expiry); the snapshot's raw fields
-    are still recorded. Flushes; the caller's transaction commits.
+    are still recorded. `order_id`, when the caller already knows the session's order, saves a
+    look-up (a session never changes order). Flushes; the caller's transaction commits.
     """
-    order_id = await repository.order_id_of_session(db, payment_session_id)
+    if order_id is None:
+        order_id = await repository.order_id_of_session(db, payment_session_id)
     if order_id is None:
         raise LookupError(f"payment session {payment_session_id} not found")
     order = await repository.lock_order(db, order_id)

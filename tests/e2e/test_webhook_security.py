@@ -114,7 +114,8 @@ async def test_tampered_webhook_is_refused_and_writes_nothing(
     assert await stack.order_status(order["id"]) == "awaiting_payment"
 
 
-@pytest.mark.parametrize("offset", [-301, 301])
+# Well past the 300 s tolerance: a loaded machine may take seconds to deliver the request.
+@pytest.mark.parametrize("offset", [-360, 360])
 async def test_webhook_outside_the_date_window_is_refused(
     stack: Stack, merchant_public: rsa.RSAPublicKey, offset: int
 ) -> None:
