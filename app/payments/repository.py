@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, func, or_, select, text, tuple_, update
+from sqlalchemy import Select, Table, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -302,15 +302,17 @@ async def record_refund_sync_error(db: AsyncSession, refund_id: uuid.UUID, error
 # --- the webhook inbox ---------------------------------------------------------------------------
 
 
+# Built once against the table (not the ORM entity), so each delivery only binds its values: no
+# statement to construct and no ORM bulk-insert machinery on the webhook's hot path.
+_EVENTS = cast(Table, ProviderEvent.__table__)
+_INSERT_EVENT = (
+    insert(_EVENTS).on_conflict_do_nothing(index_elements=["provider", "delivery_id"]).returning(_EVENTS.c.id)
+)
+
+
 async def insert_event(db: AsyncSession, values: dict[str, Any]) -> bool:
     """Store a delivery; False when this (provider, delivery id) was already stored."""
-    statement = (
-        insert(ProviderEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["provider", "delivery_id"])
-        .returning(ProviderEvent.id)
-    )
-    return (await db.execute(statement)).scalar_one_or_none() is not None
+    return (await db.execute(_INSERT_EVENT, values)).scalar_one_or_none() is not None
 
 
 def _owner_lock_id(provider: str, provider_session_id: str | None, event_id: int) -> int:
