@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, computed_field
 
 from app.money import CURRENCY_EXPONENTS, format_amount
+from app.validation import Text
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # 100 million in major units: far above any basket, and 50 lines x 1000 units x this stays well
@@ -52,8 +53,8 @@ class ProductUpsert(BaseModel):
         },
     )
 
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=2000)
+    name: Annotated[str, Text(200, min_length=1)]  # products.name
+    description: Annotated[str, Text(2000, multiline=True)] = ""
     unit_amount: StrictInt = Field(
         gt=0, le=MAX_UNIT_AMOUNT, description="Price of one unit in minor units (cents): 2450 = 24.50 EUR"
     )

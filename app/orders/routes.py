@@ -13,6 +13,7 @@ from app.idempotency import fingerprint_of, idempotent
 from app.orders import service
 from app.orders.schemas import OrderCreate, OrderCreated, OrderOut, OrderPage, OrderSummary
 from app.orders.states import OrderStatus
+from app.validation import Text
 
 router = APIRouter(tags=["orders"])
 
@@ -100,11 +101,11 @@ async def list_orders(
     session: DbSession,
     status: Annotated[OrderStatus | None, Query(description="Only orders in this state")] = None,
     reference: Annotated[
-        str | None, Query(max_length=32, description="Only the order with this reference")
+        Annotated[str, Text(32)] | None, Query(description="Only the order with this reference")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+        Annotated[str, Text(200)] | None, Query(description="`next_cursor` of the previous page")
     ] = None,
 ) -> OrderPage:
     page = await service.list_orders(session, status=status, reference=reference, limit=limit, cursor=cursor)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, computed_field, field_validator
 
@@ -19,6 +19,7 @@ from app.money import format_amount
 from app.orders.states import OrderStatus
 from app.payments.states import ORDER_STATUS_FOR
 from app.providers.base import PaymentStatus
+from app.validation import Text
 
 MAX_LINES = 50
 MAX_QUANTITY = 1000
@@ -51,11 +52,11 @@ class OrderItemIn(_Strict):
 
 
 class AddressIn(_Strict):
-    street: str = Field(min_length=1, max_length=200)
-    number: str | None = Field(default=None, max_length=20)
-    complement: str | None = Field(default=None, max_length=200)
-    zip: str = Field(min_length=1, max_length=20)
-    city: str = Field(min_length=1, max_length=100)
+    street: Annotated[str, Text(200, min_length=1)]
+    number: Annotated[str, Text(20)] | None = None
+    complement: Annotated[str, Text(200)] | None = None
+    zip: Annotated[str, Text(20, min_length=1)]
+    city: Annotated[str, Text(100, min_length=1)]
     country: str = Field(
         pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code, e.g. FR (lower case is accepted)"
     )
@@ -67,10 +68,11 @@ class AddressIn(_Strict):
 
 
 class CustomerIn(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    # Lengths are the orders table's columns (customer_name, customer_email, ...).
+    name: Annotated[str, Text(200, min_length=1)]
     email: EmailStr = Field(max_length=320)
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ().-]{4,40}$", max_length=40)
-    company: str | None = Field(default=None, min_length=1, max_length=200)
+    company: Annotated[str, Text(200, min_length=1)] | None = None
     address: AddressIn | None = None
 
 

@@ -11,7 +11,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -226,8 +226,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at = datetime.fromisoformat(created)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
-        return created_at, uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
+        # In UTC now, not when the query is sent: year 1 at +14:00 or year 9999 at -14:00 parse, but
+        # fall outside what a datetime can hold once converted.
+        return created_at.astimezone(UTC), uuid.UUID(ident)
+    except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error):
         raise ApiError(
             422,
             "invalid_cursor",

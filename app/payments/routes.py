@@ -6,7 +6,7 @@ import html
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from app.auth import OrderBearer, require_admin
@@ -14,7 +14,7 @@ from app.deps import DbSession, ProvidersDep, SessionMakerDep, SettingsDep, Work
 from app.errors import ApiError, NotFound
 from app.idempotency import fingerprint_of, remember, replay
 from app.orders.service import get_order_for_bearer
-from app.payments import inbox, refunds, service
+from app.payments import inbox, intake, refunds, service
 from app.payments.schemas import (
     CapabilitiesOut,
     PaymentSessionRequest,
@@ -28,8 +28,9 @@ from app.payments.schemas import (
     WebhookAck,
 )
 from app.payments.states import ORDER_STATUS_FOR
-from app.providers.base import ProviderError, WebhookRejected, WebhookRequest
+from app.providers.base import ProviderError, WebhookMalformed, WebhookRejected, WebhookRequest
 from app.providers.registry import LEGACY_WEBHOOK_PROVIDER, default_provider, enabled_plugins
+from app.validation import Text, plain_query_parameters
 
 router = APIRouter(tags=["payments"])
 
@@ -163,10 +164,25 @@ def _rejection_page(message: str) -> HTMLResponse:
     ),
     response_class=RedirectResponse,
     status_code=303,
-    responses={400: {"description": "Unknown or mismatched state/session; nothing written"}},
+    responses={
+        400: {
+            "description": "Unknown or mismatched state/session; nothing written",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+        422: {"description": "A query parameter that is not plain text (a control character, too long)"},
+    },
+    dependencies=[Depends(plain_query_parameters)],
 )
 async def callback(
-    request: Request, sessionmaker: SessionMakerDep, settings: SettingsDep, providers: ProvidersDep
+    request: Request,
+    sessionmaker: SessionMakerDep,
+    settings: SettingsDep,
+    providers: ProvidersDep,
+    # Declared for the documentation: each provider's parse_return reads it beside its own parameters.
+    state: Annotated[
+        Annotated[str, Text(128)] | None,
+        Query(description="The opaque token sent with the session, echoed back by the provider"),
+    ] = None,
 ) -> Response:
     try:
         outcome = await service.handle_callback(
@@ -193,6 +209,9 @@ async def _receive_webhook(name: str, request: Request, db: DbSession, providers
     )
     try:
         hint = provider.verify_webhook(delivery, service.utcnow())
+        intake.check_storable(hint)
+    except WebhookMalformed as exc:
+        raise ApiError(400, "invalid_webhook", f"webhook refused: {exc.reason}") from exc
     except WebhookRejected as exc:
         raise ApiError(401, "invalid_signature", f"webhook rejected: {exc.reason}") from exc
     stored = await inbox.record(db, provider.name, hint, body)
@@ -200,6 +219,10 @@ async def _receive_webhook(name: str, request: Request, db: DbSession, providers
 
 
 _WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {
+        "description": "`invalid_webhook`: authentic, but its content cannot be used or stored (not JSON, "
+        "nested too deeply, NUL or NaN, an identifier over 128 characters...); nothing written"
+    },
     401: {"description": "Signature, digest, date or request id invalid; nothing written"},
     404: {"description": "No enabled provider by that name"},
 }

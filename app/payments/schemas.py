@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -9,6 +10,7 @@ from app.orders.states import OrderStatus
 from app.payments.states import ORDER_STATUS_FOR
 from app.providers.base import PaymentStatus
 from app.providers.registry import PLUGINS
+from app.validation import Text
 
 EXAMPLE_PROVIDER = PLUGINS[0].name
 
@@ -95,8 +97,8 @@ class RefundCreate(BaseModel):
         le=10**15,
         description="Minor units (cents) to give back; omitted = the rest of what was paid",
     )
-    reason: str | None = Field(
-        default=None, max_length=140, description="Kept with the refund, for operators"
+    reason: Annotated[str, Text(140)] | None = Field(  # refunds.reason
+        default=None, description="Kept with the refund, for operators"
     )
     currency: str | None = Field(
         default=None,

@@ -12,7 +12,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -21,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.providers.base import WebhookHint, WebhookRejected, WebhookRequest
+from app.providers.base import WebhookHint, WebhookMalformed, WebhookRejected, WebhookRequest
 from app.providers.fintecture.signing import (
     SIGNATURE_ALGORITHM,
     WEBHOOK_SIGNED_HEADERS,
@@ -30,8 +29,13 @@ from app.providers.fintecture.signing import (
     parse_signature_header,
     webhook_plaintext,
 )
+from app.validation import UnsafeJson, forbidden_character, json_problem, load_json_object, text_problem
 
-MAX_REQUEST_ID_LENGTH = 200
+# The inbox's delivery id column.
+MAX_REQUEST_ID_LENGTH = 128
+# keyId, algorithm, the signed header names and one RSA block in base64 (684 characters for a
+# 4096-bit key): anything longer is refused before it is parsed or decrypted.
+MAX_SIGNATURE_HEADER_LENGTH = 2048
 
 
 def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -76,29 +80,31 @@ def _check_digest(header: str, body: bytes) -> None:
 
 
 def _parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
+    """The authenticated body as a dict that can be stored as JSONB; WebhookMalformed otherwise."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise WebhookRejected("body is not UTF-8") from None
+        raise WebhookMalformed("body is not UTF-8") from None
     if media_type == "application/json" or media_type.endswith("+json"):
         try:
-            parsed = json.loads(text)
-        except ValueError:
-            raise WebhookRejected("body is not valid JSON") from None
-        if not isinstance(parsed, dict):
-            raise WebhookRejected("JSON body is not an object")
-        return parsed
+            return load_json_object(text)
+        except UnsafeJson as exc:
+            raise WebhookMalformed(str(exc)) from None
     # Form encoding is the provider's default, also when the Content-Type is missing.
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
     except ValueError:
-        raise WebhookRejected("body is not valid form data") from None
+        raise WebhookMalformed("body is not valid form data") from None
     fields: dict[str, Any] = {}
     for key, value in pairs:
         if key in fields:
-            raise WebhookRejected(f"repeated form field {key}")
+            shown = key[:64] if forbidden_character(key) is None else repr(key[:64])
+            raise WebhookMalformed(f"repeated form field {shown}")
         fields[key] = value
+    problem = json_problem(fields)
+    if problem is not None:
+        raise WebhookMalformed(problem.replace("JSON", "form body"))
     return fields
 
 
@@ -124,6 +130,8 @@ def verify_webhook(
         if not lowered.get(name, "").strip():
             raise WebhookRejected(f"missing {name} header")
 
+    if len(lowered["signature"]) > MAX_SIGNATURE_HEADER_LENGTH:
+        raise WebhookRejected("Signature header is too long")
     try:
         params = parse_signature_header(lowered["signature"])
     except SignatureHeaderError as exc:
@@ -164,8 +172,9 @@ def verify_webhook(
     _check_digest(lowered["digest"], body)
 
     request_id = lowered["x-request-id"].strip()
-    if len(request_id) > MAX_REQUEST_ID_LENGTH:
-        raise WebhookRejected("X-Request-ID is too long")
+    problem = text_problem(request_id, MAX_REQUEST_ID_LENGTH)
+    if problem is not None:
+        raise WebhookMalformed(f"X-Request-ID {problem}")
 
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)

@@ -39,15 +39,15 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import re
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from app.providers.base import WebhookHint, WebhookRejected, WebhookRequest
+from app.providers.base import WebhookHint, WebhookMalformed, WebhookRejected, WebhookRequest
 from app.providers.powens.payloads import is_payment_id
+from app.validation import UnsafeJson, load_json_object
 
 EVENT_TYPE = "PAYMENT_STATE_UPDATED"
 SIGNATURE_HEADER = "bi-signature"
@@ -55,6 +55,8 @@ DATE_HEADER = "bi-signature-date"
 MAX_DECOMPRESSED_BYTES = 1024 * 1024  # 1 MiB: far above any payment, far below a bomb
 MAX_SIGNATURE_LENGTH = 128
 MAX_DATE_LENGTH = 64
+# Powens's ids are database integers: a delivery id past a signed 64-bit one is not theirs.
+MAX_DELIVERY_ID = 2**63
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})?$")
 
@@ -133,15 +135,13 @@ def _content(lowered: Mapping[str, str], body: bytes) -> bytes:
 
 
 def _parse_body(content: bytes) -> dict[str, Any]:
+    """The authenticated payload as a dict that can be stored as JSONB; WebhookMalformed otherwise."""
     try:
-        parsed = json.loads(content.decode("utf-8"))
+        return load_json_object(content.decode("utf-8"))
     except UnicodeDecodeError:
-        raise WebhookRejected("body is not UTF-8") from None
-    except ValueError:
-        raise WebhookRejected("body is not valid JSON") from None
-    if not isinstance(parsed, dict):
-        raise WebhookRejected("JSON body is not an object")
-    return parsed
+        raise WebhookMalformed("body is not UTF-8") from None
+    except UnsafeJson as exc:
+        raise WebhookMalformed(str(exc)) from None
 
 
 def verify_webhook(
@@ -178,10 +178,10 @@ def verify_webhook(
     payload = _parse_body(content)
     payment = payload.get("id")
     if not is_payment_id(payment):
-        raise WebhookRejected("body has no integer payment id")
+        raise WebhookMalformed("body has no integer payment id")
     delivery = payload.get("id_webhook_data")
-    if not isinstance(delivery, int) or isinstance(delivery, bool) or delivery < 0:
-        raise WebhookRejected("body has no integer id_webhook_data")
+    if not isinstance(delivery, int) or isinstance(delivery, bool) or not 0 <= delivery < MAX_DELIVERY_ID:
+        raise WebhookMalformed("body has no integer id_webhook_data")
     return WebhookHint(
         delivery_id=str(delivery),
         provider_session_id=str(payment),
