@@ -86,8 +86,10 @@ class Settings(BaseSettings):
     default_provider: str = ""
     database_url: str = "postgresql://postgres@127.0.0.1:5432/checkout"
     database_pool_size: int = Field(default=10, ge=1, le=100)
-    # How long a request waits for a free database connection before failing.
-    database_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    # How long a request waits for a free database connection, and for a new connection to open,
+    # before it gets a 503: together they stay under the 5 s a client may wait in an outage.
+    database_pool_timeout_seconds: float = Field(default=3.0, gt=0)
+    database_connect_timeout_seconds: float = Field(default=1.5, gt=0)
     public_url: str = "http://127.0.0.1:8000"
     storefront_url: str = "http://127.0.0.1:8000/"
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -4,25 +4,97 @@ Services take a session and flush; the request boundary commits. The request dep
 `scope="function"`, so its commit happens when the endpoint returns and before the response is
 sent: a client that got a 2xx can rely on the next request seeing the write. Flows that call a
 provider take the sessionmaker instead and open short transactions around the call.
+
+When the database is out of reach, nothing waits long: connecting gives up after a short timeout,
+a request waits a short while for a pooled connection, and both end in an exception that
+`is_database_unavailable` or `is_pool_exhausted` recognises (the API answers them with 503s, the
+workers back off). Connections are not pinged on checkout: one the server closed (a restart) is
+replaced at checkout at no cost, and one that fails mid-request is invalidated with the rest of the
+pool, so the next request reconnects.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+# Server errors that say the server is going away or refuses connections for now, not that a
+# statement was wrong: shutting down, crashed, starting up, too many connections. Class 08
+# (connection exceptions) is matched by prefix.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
-def create_engine(database_url: str, *, pool_size: int = 10, pool_timeout: float = 5.0) -> AsyncEngine:
-    return create_async_engine(
+
+class DatabaseUnavailable(Exception):
+    """Connecting to the database failed or timed out."""
+
+
+def create_engine(
+    database_url: str,
+    *,
+    pool_size: int = 10,
+    pool_timeout: float = 3.0,
+    connect_timeout: float = 1.5,
+) -> AsyncEngine:
+    engine = create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=pool_timeout,
-        pool_pre_ping=True,
+        # No round trip per checkout: see `_replace_closed` and the module's docstring.
+        pool_pre_ping=False,
         pool_recycle=1800,
+        # Statement errors and their log lines never carry the values bound (customers' data).
+        hide_parameters=True,
+        connect_args={"timeout": connect_timeout},
     )
+    event.listen(engine.sync_engine, "do_connect", _connect)
+    event.listen(engine.sync_engine.pool, "checkout", _replace_closed)
+    return engine
+
+
+def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    # The driver raises its own types here (OSError, TimeoutError, asyncpg's errors), unwrapped by
+    # SQLAlchemy: give every failure to connect one type.
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except Exception as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database ({type(exc).__name__}: {exc})") from exc
+
+
+def _replace_closed(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    # The driver notices a server that closed the connection (a restart) without a round trip;
+    # DisconnectionError makes the pool open a fresh connection in its place.
+    driver = record.driver_connection
+    if driver is not None and driver.is_closed():
+        raise sa_exc.DisconnectionError("the server closed this pooled connection")
+
+
+def database_error_summary(exc: BaseException) -> str:
+    """What went wrong, for a log line: the driver's message, never the statement or its values."""
+    cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    return f"{type(cause).__name__}: {cause}"[:300]
+
+
+def is_pool_exhausted(exc: BaseException) -> bool:
+    """Every pooled connection stayed in use for the whole pool timeout."""
+    return isinstance(exc, sa_exc.TimeoutError)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or lost the connection, as opposed to refusing a statement."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+    return False
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,14 +1,32 @@
-"""One JSON error shape across the API: {"error": {"code", "message", "details"?}}."""
+"""One JSON error shape across the API: {"error": {"code", "message", "details"?}}.
+
+Every answer has it, failures included: a database out of reach is a 503 `database_unavailable`
+and a pool with no free connection a 503 `database_busy`, both with Retry-After; any other
+exception is a 500 `internal_error` carrying a `request_id` that its one log line carries too.
+"""
 
 from __future__ import annotations
 
+import math
+import time
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.db import DatabaseUnavailable, database_error_summary, is_database_unavailable, is_pool_exhausted
+from app.logging_setup import get_logger
+
+log = get_logger(__name__)
+
+# Seconds a client is asked to wait: a database restart takes a few, a busy pool frees up sooner.
+DATABASE_RETRY_AFTER_SECONDS = 5
+POOL_RETRY_AFTER_SECONDS = 1
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -92,10 +110,108 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
 
+class _ThrottledWarning:
+    """At most one log line per `interval` seconds for a condition that can hit every request at
+    once (an outage fails thousands), saying how many occurrences it stands for."""
+
+    def __init__(self, event: str, interval: float = 10.0) -> None:
+        self.event = event
+        self.interval = interval
+        self._last = -math.inf
+        self._occurrences = 0
+
+    def __call__(self, **fields: Any) -> None:
+        self._occurrences += 1
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            log.warning(self.event, occurrences=self._occurrences, **fields)
+            self._last = now
+            self._occurrences = 0
+
+
+_database_unavailable_log = _ThrottledWarning("database_unavailable")
+_pool_exhausted_log = _ThrottledWarning("database_pool_exhausted")
+
+
+def database_error_response(exc: BaseException) -> JSONResponse | None:
+    """The 503 for a database out of reach or a pool without a free connection; None otherwise."""
+    if is_pool_exhausted(exc):
+        _pool_exhausted_log()
+        return error_response(
+            503,
+            "database_busy",
+            "every database connection is in use; try again shortly",
+            headers={"Retry-After": str(POOL_RETRY_AFTER_SECONDS)},
+        )
+    if is_database_unavailable(exc):
+        _database_unavailable_log(error=database_error_summary(exc))
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database cannot be reached; try again shortly",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+    return None
+
+
+def _internal_error(scope: Scope, exc: BaseException) -> JSONResponse:
+    """Log the exception once, with a request id the client gets too (the path, never the query)."""
+    request_id = uuid.uuid4().hex
+    log.error(
+        "unhandled_error",
+        request_id=request_id,
+        method=scope.get("method"),
+        path=scope.get("path"),
+        exc_info=exc,
+    )
+    body = error_body("internal_error", "the service failed to answer; quote the request id to report it")
+    body["error"]["request_id"] = request_id
+    return JSONResponse(body, status_code=500)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    return database_error_response(exc) or _internal_error(request.scope, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for database_error in (DatabaseUnavailable, sa_exc.TimeoutError, sa_exc.DBAPIError):
+        app.add_exception_handler(database_error, _unexpected_error)
+    # Starlette's last resort (its ServerErrorMiddleware) answers with this, then re-raises to the
+    # server; UnhandledErrorMiddleware catches everything first, so this only covers a failure in
+    # a middleware added outside it.
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+class UnhandledErrorMiddleware:
+    """Answers any exception the app lets through with the error shape and one log line, and does
+    not re-raise it (Starlette's ServerErrorMiddleware does, and the server then logs a traceback
+    per request). Add it last, so that it wraps every other middleware."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise  # half a response is out: the server can only drop the connection
+            response = database_error_response(exc) or _internal_error(scope, exc)
+            await response(scope, receive, send)
 
 
 class BodySizeLimitMiddleware:

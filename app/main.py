@@ -14,7 +14,7 @@ from app import health, logging_setup
 from app.catalog.routes import router as catalog_router
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
-from app.errors import BodySizeLimitMiddleware, install_error_handlers
+from app.errors import BodySizeLimitMiddleware, UnhandledErrorMiddleware, install_error_handlers
 from app.orders.routes import router as orders_router
 from app.payments.routes import router as payments_router
 from app.payments.workers import PaymentWorkers
@@ -47,6 +47,7 @@ def create_app(
             settings.database_url,
             pool_size=settings.database_pool_size,
             pool_timeout=settings.database_pool_timeout_seconds,
+            connect_timeout=settings.database_connect_timeout_seconds,
         )
         sessionmaker = create_sessionmaker(engine)
         http = httpx.AsyncClient(
@@ -92,6 +93,8 @@ def create_app(
             expose_headers=["Idempotent-Replayed"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added last, so it is the outermost: whatever fails inside still answers in the error shape.
+    app.add_middleware(UnhandledErrorMiddleware)
 
     app.include_router(health.router)
     app.include_router(catalog_router)

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db import transaction
+from app.db import database_error_summary, is_database_unavailable, is_pool_exhausted, transaction
 from app.logging_setup import get_logger
 from app.models import InboxOutcome, ProviderEvent, TransitionSource
 from app.payments import repository, writer
@@ -188,8 +188,11 @@ class InboxProcessor:
             return settled
 
     async def _failed(self, group: repository.ClaimedGroup, exc: Exception) -> tuple[str | None, int]:
-        expected = isinstance(exc, (LookupError, ProviderError, TimeoutError, _Unusable))
-        error = (str(exc) or type(exc).__name__ if expected else f"{type(exc).__name__}: {exc}")[:500]
+        if is_database_unavailable(exc) or is_pool_exhausted(exc):
+            expected, error = True, database_error_summary(exc)  # an outage, not a bug: no traceback
+        else:
+            expected = isinstance(exc, (LookupError, ProviderError, TimeoutError, _Unusable))
+            error = (str(exc) or type(exc).__name__ if expected else f"{type(exc).__name__}: {exc}")[:500]
         if not expected:
             log.error("webhook_event_failed", event_ids=list(group.event_ids), error=error, exc_info=exc)
         outcome = "retried"
