@@ -19,6 +19,14 @@ def reserve_socket() -> socket.socket:
     return sock
 
 
+def free_port() -> int:
+    """A loopback port free now, for a server in another process that must keep its port across
+    restarts (in-process servers take a socket from `reserve_socket` instead)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def url_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://{host}:{port}"
