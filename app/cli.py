@@ -1,4 +1,4 @@
-"""The `checkout` command: serve, migrate, demo, simulator, keys, sweep."""
+"""The `checkout` command: serve, migrate, demo, simulator, keys, sweep, events."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app import logging_setup
 from app.config import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from app.events.schemas import InboundReplayRequest
 
 ROOT = Path.cwd()
 
@@ -110,6 +114,41 @@ def cmd_sweep(_: argparse.Namespace) -> None:
     print(json.dumps(asyncio.run(_sweep_once(_settings()))))
 
 
+async def _replay_inbound(settings: Settings, criteria: InboundReplayRequest) -> list[int]:
+    from app.db import create_engine, create_sessionmaker, transaction
+    from app.events import service
+
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        async with transaction(create_sessionmaker(engine)) as db:
+            return await service.replay_inbound(db, criteria)
+    finally:
+        await engine.dispose()
+
+
+def cmd_events_replay(args: argparse.Namespace) -> None:
+    """Make stored provider webhooks due again; a running inbox worker (or `checkout sweep`)
+    processes them."""
+    from pydantic import ValidationError
+
+    from app.events.schemas import InboundReplayRequest
+
+    try:
+        criteria = InboundReplayRequest.model_validate(
+            {
+                "event_ids": args.ids,
+                "provider": args.provider,
+                "received_from": args.since,
+                "received_to": args.until,
+                "outcome": args.outcome,
+            }
+        )
+    except ValidationError as exc:
+        sys.exit("; ".join(str(error["msg"]) for error in exc.errors()))
+    ids = asyncio.run(_replay_inbound(_settings(), criteria))
+    print(json.dumps({"replayed": len(ids), "event_ids": ids}))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="checkout", description="Pay-by-bank checkout backend")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +180,20 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("sweep", help="run one sweeper pass (sync stale sessions, drain the inbox)")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("events", help="work on stored events")
+    events = p.add_subparsers(dest="events_command", required=True)
+    p = events.add_parser(
+        "replay",
+        help="process stored provider webhooks again: the inbox worker re-reads their payments from "
+        "the provider, and the writer applies only what is new",
+    )
+    p.add_argument("--id", dest="ids", type=int, action="append", help="an inbox event id (repeatable)")
+    p.add_argument("--provider", help="only this provider's events")
+    p.add_argument("--since", help="received at or after this instant (ISO 8601 with a zone)")
+    p.add_argument("--until", help="received before this instant (ISO 8601 with a zone)")
+    p.add_argument("--outcome", choices=["applied", "gave_up"], help="only events with this outcome")
+    p.set_defaults(func=cmd_events_replay)
 
     args = parser.parse_args(argv)
     args.func(args)

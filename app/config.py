@@ -7,7 +7,10 @@ The checks shared by the core and the providers (placeholders, local hosts, http
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import json
 import socket
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -111,6 +114,17 @@ class Settings(BaseSettings):
     inbox_lease_seconds: int = Field(default=60, ge=5)
     sweeper_interval_seconds: float = Field(default=30.0, gt=0)
     sweeper_stale_after_seconds: int = Field(default=60, ge=0)
+    # Outbound events: a JSON object of each merchant endpoint's URL and its Standard Webhooks
+    # secret, {"https://erp.example.com/hooks": "whsec_<base64 of 24 to 64 random bytes>"}.
+    merchant_webhook_urls: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    merchant_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # A failed delivery waits base * 2^(attempts-1) seconds, at most the max; parked after max_attempts.
+    merchant_webhook_max_attempts: int = Field(default=20, ge=1, le=100)
+    merchant_webhook_retry_base_seconds: float = Field(default=10.0, gt=0)
+    merchant_webhook_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    merchant_webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    merchant_webhook_concurrency: int = Field(default=8, ge=1, le=64)
+    merchant_webhook_lease_seconds: int = Field(default=60, ge=5)
 
     log_level: str = "INFO"
     # Serve the demo storefront page at / (the `demo` command turns it on).
@@ -132,6 +146,30 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return http_url(value)
+
+    @field_validator("merchant_webhook_urls", mode="before")
+    @classmethod
+    def _merchant_webhooks(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError:
+                raise ValueError('must be a JSON object: {"https://...": "whsec_..."}') from None
+        if not isinstance(value, dict):
+            raise ValueError('must be a JSON object: {"https://...": "whsec_..."}')
+        for url, secret in value.items():
+            if not isinstance(url, str) or urlsplit(url.strip()).scheme not in {"http", "https"}:
+                raise ValueError(f"{url!r} is not an http(s) URL")
+            raw = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+            try:
+                if not isinstance(raw, str) or not raw.startswith("whsec_"):
+                    raise ValueError
+                key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+            except (ValueError, binascii.Error):
+                raise ValueError(f"the secret of {url} must be whsec_ followed by base64") from None
+            if not 24 <= len(key) <= 64:
+                raise ValueError(f"the secret of {url} must be 24 to 64 bytes once decoded")
+        return {url.strip(): secret for url, secret in value.items()}
 
     @field_validator("default_provider")
     @classmethod
@@ -159,4 +197,7 @@ class Settings(BaseSettings):
             problems.append("ADMIN_API_KEY must be at least 24 characters")
         problems += public_url_problems("PUBLIC_URL", self.public_url)
         problems += public_url_problems("STOREFRONT_URL", self.storefront_url)
+        for url in self.merchant_webhook_urls:
+            if urlsplit(url).scheme != "https":
+                problems.append(f"MERCHANT_WEBHOOK_URLS: {url!r} must be an https URL")
         return problems

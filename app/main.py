@@ -15,6 +15,8 @@ from app.catalog.routes import router as catalog_router
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import BodySizeLimitMiddleware, UnhandledErrorMiddleware, install_error_handlers
+from app.events.dispatcher import OutboxDispatcher
+from app.events.routes import router as events_router
 from app.orders.routes import router as orders_router
 from app.payments.routes import router as payments_router
 from app.payments.workers import PaymentWorkers
@@ -60,8 +62,11 @@ def create_app(
         app.state.providers = registry.build_providers(settings, providers_config, http)
         workers = PaymentWorkers(settings, sessionmaker, app.state.providers)
         app.state.workers = workers
+        dispatcher = OutboxDispatcher.from_settings(settings, sessionmaker)
+        app.state.dispatcher = dispatcher
         if settings.workers_enabled:
             workers.start()
+            dispatcher.start()  # only when MERCHANT_WEBHOOK_URLS names an endpoint
         # Everything built at start-up lives as long as the process: keep it out of the garbage
         # collector's generations, so each collection walks only what requests allocate.
         gc.collect()
@@ -73,6 +78,7 @@ def create_app(
             yield
         finally:
             await workers.stop()
+            await dispatcher.stop()
             await http.aclose()
             await engine.dispose()
 
@@ -101,6 +107,7 @@ def create_app(
     app.include_router(orders_router)
     app.include_router(payments_router)
     app.include_router(payouts_router)
+    app.include_router(events_router)
     if settings.demo_storefront:
         app.include_router(storefront_router)
     return app

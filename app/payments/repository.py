@@ -486,3 +486,46 @@ async def lock_claimed_events(
             .execution_options(populate_existing=True)
         )
     )
+
+
+async def reset_events_for_replay(
+    db: AsyncSession,
+    *,
+    now: datetime,
+    event_ids: Sequence[int] | None = None,
+    provider: str | None = None,
+    received_from: datetime | None = None,
+    received_to: datetime | None = None,
+    outcome: InboxOutcome | None = None,
+) -> list[int]:
+    """Make stored webhook events due again, so the inbox worker reads their payments from the
+    provider once more (the writer applies nothing twice). Events a worker holds right now are
+    left to it. The ids of the events reset."""
+    query = update(ProviderEvent).where(
+        or_(
+            ProviderEvent.processed_at.is_not(None),
+            ProviderEvent.claimed_until.is_(None),
+            ProviderEvent.claimed_until < now,
+        )
+    )
+    if event_ids is not None:
+        query = query.where(ProviderEvent.id.in_(event_ids))
+    if provider is not None:
+        query = query.where(ProviderEvent.provider == provider)
+    if received_from is not None:
+        query = query.where(ProviderEvent.received_at >= received_from)
+    if received_to is not None:
+        query = query.where(ProviderEvent.received_at < received_to)
+    if outcome is not None:
+        query = query.where(ProviderEvent.outcome == outcome)
+    ids = await db.scalars(
+        query.values(
+            processed_at=None,
+            outcome=None,
+            attempts=0,
+            next_attempt_at=now,
+            claimed_until=None,
+            last_error=None,
+        ).returning(ProviderEvent.id)
+    )
+    return sorted(ids.all())

@@ -17,6 +17,9 @@ an `order_transitions` row naming its source. The paths that reach it:
 - refunds: the inbox worker -> `apply_refund` (source `webhook`); the sweeper -> `apply_refund`
   (source `poll`) and `fail_refund` for reservations whose requester died.
 
+Every move of an order records an `order.<status>` outbound event, and every move of a refund a
+`refund.<status>` one, in the same transaction (`_transition`, `_move_refund`).
+
 Each function runs inside its caller's short transaction, never across a provider call. `apply`
 locks the order and then the session row (always in that order, so two writers never deadlock),
 ignores answers older than the one already applied unless they move forward, checks the money
@@ -32,6 +35,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events import outbox
 from app.models import Order, OrderTransition, PaymentSession, Refund, TransitionSource
 from app.money import to_minor_units
 from app.orders import states as order_states
@@ -62,12 +66,15 @@ def _transition(
     refund: Refund | None = None,
     reason: str | None = None,
 ) -> None:
-    """Move the order and append the audit row. Callers have checked the move is allowed."""
+    """Move the order, append the audit row and record the outbound event. Callers have checked the
+    move is allowed."""
     payment = refund or session
+    previous = order.status
+    session_id = refund.payment_session_id if refund else (session.id if session else None)
     db.add(
         OrderTransition(
             order_id=order.id,
-            payment_session_id=refund.payment_session_id if refund else (session.id if session else None),
+            payment_session_id=session_id,
             refund_id=refund.id if refund else None,
             from_status=order.status,
             to_status=target,
@@ -80,6 +87,15 @@ def _transition(
     order.status = target
     if target is OrderStatus.NEEDS_REVIEW:
         order.review_reason = reason
+    outbox.order_moved(
+        db,
+        order,
+        previous,
+        source=source,
+        payment_session_id=session_id,
+        refund_id=refund.id if refund else None,
+        reason=reason,
+    )
 
 
 def order_created(db: AsyncSession, order: Order) -> None:
@@ -274,6 +290,17 @@ async def apply(
 REFUNDABLE = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED})
 
 
+def _move_refund(
+    db: AsyncSession, refund: Refund, target: PaymentStatus, *, review_reason: str | None = None
+) -> None:
+    """Move a refund and record the outbound event. Callers have checked the move is allowed."""
+    previous = refund.status
+    refund.status = target
+    if review_reason is not None:
+        refund.review_reason = review_reason
+    outbox.refund_moved(db, refund, previous)
+
+
 def reserve_refund(
     db: AsyncSession,
     order: Order,
@@ -319,10 +346,14 @@ async def attach_refund(db: AsyncSession, refund_id: uuid.UUID, created: Created
     refund.provider_status = created.raw_status
     target = created.status if created.status is not PaymentStatus.CREATING else PaymentStatus.OPEN
     if payment_states.can_move(refund.status, target):
-        refund.status = target
+        _move_refund(db, refund, target)
     else:  # a refund can only become open or processing on creation; anything else: a person looks
-        refund.status = PaymentStatus.NEEDS_REVIEW
-        refund.review_reason = f"provider created the refund as {created.raw_status}"
+        _move_refund(
+            db,
+            refund,
+            PaymentStatus.NEEDS_REVIEW,
+            review_reason=f"provider created the refund as {created.raw_status}",
+        )
     await _order_after_refund(db, order, refund, source=TransitionSource.OPERATOR)
     await db.flush()
     return refund
@@ -335,10 +366,13 @@ async def fail_refund(db: AsyncSession, refund_id: uuid.UUID, error: str, *, rev
     refund = await repository.lock_refund(db, refund_id)
     if refund.status is not PaymentStatus.CREATING:
         return False
-    refund.status = PaymentStatus.NEEDS_REVIEW if review else PaymentStatus.FAILED
     refund.last_error = error[:500]
-    if review:
-        refund.review_reason = f"the provider may have created this refund: {error}"[:500]
+    _move_refund(
+        db,
+        refund,
+        PaymentStatus.NEEDS_REVIEW if review else PaymentStatus.FAILED,
+        review_reason=f"the provider may have created this refund: {error}"[:500] if review else None,
+    )
     await db.flush()
     return True
 
@@ -432,9 +466,9 @@ async def apply_refund(
                 "a refund no longer counted came back: refunds exceed the payment",
             )
     if payment_states.can_move(current, target):
-        refund.status = target
-        if target is PaymentStatus.NEEDS_REVIEW:
-            refund.review_reason = reason
+        _move_refund(
+            db, refund, target, review_reason=reason if target is PaymentStatus.NEEDS_REVIEW else None
+        )
     changed = await _order_after_refund(db, order, refund, source=source)
     await db.flush()
     return RefundApplyResult(order.status, refund.status, changed)

@@ -11,6 +11,8 @@ its source. The paths that reach it:
   reservations whose requester died;
 - `POST /payouts/{id}/sync` -> `payouts.sync.sync_payout` -> `apply` (source `operator`).
 
+Every move records a `payout.<status>` outbound event in the same transaction (`_move`).
+
 Each function runs inside its caller's short transaction, never across a provider call. They lock
 the payout's row, ignore answers older than the one already applied unless they move forward,
 check the money against what was asked, and move forward only (`payouts.states`).
@@ -25,6 +27,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events import outbox
 from app.models import Payout, PayoutTransition, TransitionSource
 from app.money import to_minor_units
 from app.payouts import repository, states
@@ -67,7 +70,9 @@ def _move(
     source: TransitionSource,
     reason: str | None = None,
 ) -> None:
-    """Move the payout and append the audit row. Callers have checked the move is allowed."""
+    """Move the payout, append the audit row and record the outbound event. Callers have checked
+    the move is allowed."""
+    previous = payout.status
     db.add(
         PayoutTransition(
             payout_id=payout.id,
@@ -82,6 +87,7 @@ def _move(
     payout.status = target
     if target is PayoutStatus.NEEDS_REVIEW:
         payout.review_reason = (reason or "needs review")[:500]
+    outbox.payout_moved(db, payout, previous, source=source, reason=reason)
 
 
 def reserve(db: AsyncSession, draft: PayoutDraft) -> Payout:
