@@ -49,11 +49,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from app.main import create_app
+    from app.server import server_config
 
     settings = _settings()
     if args.migrate:
         migrate(settings.database_url)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, proxy_headers=True, log_level="info")
+    app = create_app(settings)
+    config = server_config(app, host=args.host, port=args.port, proxy_headers=True, log_level="info")
+    uvicorn.Server(config).run()
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ import socket
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -125,6 +126,14 @@ class Settings(BaseSettings):
     merchant_webhook_poll_seconds: float = Field(default=1.0, gt=0)
     merchant_webhook_concurrency: int = Field(default=8, ge=1, le=64)
     merchant_webhook_lease_seconds: int = Field(default=60, ge=5)
+    # Per-client limits on the anonymous endpoints, in the `limits` notation ("20/minute;200/hour").
+    # Counters are per process in memory://; redis://host:6379/0 shares them between processes.
+    rate_limit_enabled: bool = True
+    rate_limit_storage_url: str = "memory://"
+    rate_limit_order_create: str = "30/minute;300/hour"  # POST /orders
+    rate_limit_order_access: str = "300/minute"  # an order's token: reading it, its payment session
+    rate_limit_callback: str = "60/minute"  # the payer's return
+
 
     log_level: str = "INFO"
     # Serve the demo storefront page at / (the `demo` command turns it on).
@@ -170,6 +179,22 @@ class Settings(BaseSettings):
             if not 24 <= len(key) <= 64:
                 raise ValueError(f"the secret of {url} must be 24 to 64 bytes once decoded")
         return {url.strip(): secret for url, secret in value.items()}
+
+    @field_validator("rate_limit_order_create", "rate_limit_order_access", "rate_limit_callback")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError('must be limits such as "20/minute" or "20/minute;200/hour"') from None
+        return value
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _rate_limit_storage(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"memory", "redis", "rediss", "async+memory", "async+redis"}:
+            raise ValueError("must be memory:// or a redis:// URL")
+        return value
 
     @field_validator("default_provider")
     @classmethod

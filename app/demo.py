@@ -81,6 +81,7 @@ def run_demo(*, host: str, port: int, simulator_port: int, data_dir: Path) -> No
     from app.payouts.service import callback_url as payout_callback_url
     from app.providers.fintecture.settings import FintectureSettings
     from app.providers.powens.settings import PowensSettings
+    from app.server import server_config
     from simulator.app import create_app as create_simulator
     from simulator.config import AppConfig, PowensAppConfig, PowensPhaseSeconds, SimulatorConfig
     from simulator.powens.engine import API_PREFIX as POWENS_API_PREFIX
@@ -158,7 +159,7 @@ def run_demo(*, host: str, port: int, simulator_port: int, data_dir: Path) -> No
     )
     servers = [
         uvicorn.Server(uvicorn.Config(create_simulator(simulator_config), host=host, port=simulator_port)),
-        uvicorn.Server(uvicorn.Config(create_app(settings, [fintecture, powens]), host=host, port=port)),
+        uvicorn.Server(server_config(create_app(settings, [fintecture, powens]), host=host, port=port)),
     ]
     database_label = f"embedded PostgreSQL in {data_dir / 'pg'}" if pg_server else "DATABASE_URL"
     print(

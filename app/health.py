@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from app.deps import EngineDep
@@ -19,7 +20,20 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database is reachable and migrated to head")
+class Readiness(BaseModel):
+    status: str = Field(description="`ready` or `unavailable`")
+    database: str = Field(description="`ok`, `unreachable` or `not migrated`")
+    migration: str | None = Field(default=None, description="The database's migration")
+    expected_migration: str | None = Field(default=None, description="The code's, when they differ")
+    detail: str | None = Field(default=None, description="Why the database could not be read")
+
+
+@router.get(
+    "/readyz",
+    summary="The database is reachable and migrated to head",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: the database is unreachable or behind"}},
+)
 async def readyz(engine: EngineDep) -> JSONResponse:
     body: dict[str, Any] = {"status": "ready", "database": "ok"}
     expected = head_revision()

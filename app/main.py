@@ -10,19 +10,21 @@ import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app import health, logging_setup
+from app import docs_pages, health, logging_setup, openapi
 from app.catalog.routes import router as catalog_router
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import BodySizeLimitMiddleware, UnhandledErrorMiddleware, install_error_handlers
 from app.events.dispatcher import OutboxDispatcher
 from app.events.routes import router as events_router
+from app.http_headers import SecurityHeadersMiddleware
 from app.orders.routes import router as orders_router
 from app.payments.routes import router as payments_router
 from app.payments.workers import PaymentWorkers
 from app.payouts.routes import router as payouts_router
 from app.providers import registry
 from app.providers.base import ProviderSettings
+from app.ratelimit import RateLimiter
 from app.storefront.routes import router as storefront_router
 
 API_DESCRIPTION = """
@@ -87,8 +89,12 @@ def create_app(
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # Served by docs_pages, each page with its own Content-Security-Policy.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter.from_settings(settings)
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -99,9 +105,12 @@ def create_app(
             expose_headers=["Idempotent-Replayed"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     # Added last, so it is the outermost: whatever fails inside still answers in the error shape.
     app.add_middleware(UnhandledErrorMiddleware)
 
+    openapi.install(app)
+    app.include_router(docs_pages.router(app.openapi_url or "/openapi.json", app.title))
     app.include_router(health.router)
     app.include_router(catalog_router)
     app.include_router(orders_router)

@@ -112,6 +112,7 @@ def settings(database_url: str, clean_database: str) -> Settings:
         database_url=database_url,
         admin_api_key=ADMIN_KEY,
         workers_enabled=False,
+        rate_limit_enabled=False,  # a test that needs limits turns them on
         public_url="http://checkout.test",
         storefront_url="http://shop.test/checkout/result",
     )

@@ -13,12 +13,14 @@ from app.idempotency import fingerprint_of, idempotent
 from app.orders import service
 from app.orders.schemas import OrderCreate, OrderCreated, OrderOut, OrderPage, OrderSummary
 from app.orders.states import OrderStatus
+from app.ratelimit import Limit, rate_limited
 from app.validation import Text
 
 router = APIRouter(tags=["orders"])
 
 CREATE_SCOPE = "orders.create"
 
+_TOO_MANY = {"description": "Too many requests from this client (Retry-After says when to retry)"}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {
         "description": (
@@ -51,7 +53,9 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
         409: {"description": "A request with this Idempotency-Key is still in progress"},
         413: {"description": "Body too large"},
         422: {"description": "Invalid request, invalid items (`invalid_items`) or key reuse"},
+        429: _TOO_MANY,
     },
+    dependencies=[rate_limited(Limit.ORDER_CREATE)],
 )
 async def create_order(
     body: OrderCreate,
@@ -81,7 +85,8 @@ async def create_order(
         "for the operator key only."
     ),
     response_model=OrderOut,
-    responses=_NOT_FOUND,
+    responses={**_NOT_FOUND, 429: _TOO_MANY},
+    dependencies=[rate_limited(Limit.ORDER_ACCESS)],
 )
 async def get_order(
     order_id: str, bearer: OrderBearer, session: DbSession, settings: SettingsDep

@@ -30,6 +30,7 @@ from app.payments.schemas import (
 from app.payments.states import ORDER_STATUS_FOR
 from app.providers.base import ProviderError, WebhookMalformed, WebhookRejected, WebhookRequest
 from app.providers.registry import LEGACY_WEBHOOK_PROVIDER, default_provider, enabled_plugins
+from app.ratelimit import Limit, rate_limited
 from app.validation import Text, plain_query_parameters
 
 router = APIRouter(tags=["payments"])
@@ -69,12 +70,15 @@ async def list_providers(settings: SettingsDep, providers: ProvidersDep) -> Prov
         "`provider` names any enabled provider (DEFAULT_PROVIDER otherwise)."
     ),
     responses={
+        200: {"description": "The session already open for this order", "model": PaymentSessionResponse},
         404: {"description": "No such order for this token"},
         409: {"description": "Order not payable, or a session is still being opened"},
         422: {"description": "Invalid body, or `provider` names no enabled provider"},
+        429: {"description": "Too many requests from this client (Retry-After says when to retry)"},
         502: {"description": "The provider refused the session"},
         503: {"description": "The provider is unreachable or not configured"},
     },
+    dependencies=[rate_limited(Limit.ORDER_ACCESS)],
 )
 async def create_payment_session(
     order_id: str,
@@ -170,8 +174,9 @@ def _rejection_page(message: str) -> HTMLResponse:
             "content": {"text/html": {"schema": {"type": "string"}}},
         },
         422: {"description": "A query parameter that is not plain text (a control character, too long)"},
+        429: {"description": "Too many requests from this client (Retry-After says when to retry)"},
     },
-    dependencies=[Depends(plain_query_parameters)],
+    dependencies=[Depends(plain_query_parameters), rate_limited(Limit.CALLBACK)],
 )
 async def callback(
     request: Request,

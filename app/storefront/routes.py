@@ -10,11 +10,16 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from app.http_headers import page_policy
+
 router = APIRouter(include_in_schema=False)
-_PAGE = Path(__file__).parent / "static" / "index.html"
+_PAGE = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+# Its own inline script and style, and calls to this API; the payer leaves for the provider's page
+# by navigation, which no fetch directive governs.
+_POLICY = page_policy(_PAGE, forms=["'self'"])
 
 
 @router.get("/", response_class=HTMLResponse)
 @router.get("/checkout/result", response_class=HTMLResponse)
 async def storefront() -> HTMLResponse:
-    return HTMLResponse(_PAGE.read_text(encoding="utf-8"))
+    return HTMLResponse(_PAGE, headers={"Content-Security-Policy": _POLICY})

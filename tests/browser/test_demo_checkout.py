@@ -121,9 +121,8 @@ async def test_a_newcomer_pays_an_order_in_the_browser(
             await page.wait_for_url(page_url)
             await page.click(f"button[value={outcome}]")
             await page.wait_for_url("**/checkout/result**")
-            await page.wait_for_function(
-                f"document.getElementById('status').dataset.status === '{shown}'", timeout=20000
-            )
+            # A selector, not a script: the page's Content-Security-Policy forbids evaluating strings.
+            await page.wait_for_selector(f"#status[data-status='{shown}']", timeout=20000)
             reference = await page.inner_text("#reference")
         finally:
             await browser.close()

@@ -389,6 +389,7 @@ async def stack_factory(
             "sweeper_interval_seconds": 3600,
             "sweeper_stale_after_seconds": 0,
             "provider_timeout_seconds": 5,
+            "rate_limit_enabled": False,
         }
         values.update(overrides)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from app.server import server_config
+
 
 def reserve_socket() -> socket.socket:
     """A bound loopback socket on a free port; uvicorn serves on it, so no port race."""
@@ -35,7 +37,7 @@ def url_of(sock: socket.socket) -> str:
 @asynccontextmanager
 async def serve(app: Any, sock: socket.socket) -> AsyncIterator[str]:
     """Serve `app` on `sock` until the block exits; yields the base URL."""
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+    config = server_config(app, log_level="warning", lifespan="on", access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

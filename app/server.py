@@ -1,0 +1,137 @@
+"""How uvicorn serves the app: the one place its options are set (`checkout serve`, the demo and the
+live servers of the tests all come here).
+
+- No `Server: uvicorn` banner.
+- A request's head (request line and headers) is capped at `MAX_REQUEST_HEAD_BYTES`, as h11 caps
+  it by default: httptools, the parser uvicorn prefers, has no cap at all, so an 8 MB header would
+  be read, buffered and handed to the app. Past the cap the client gets a 431 in the API's error
+  shape and the connection is closed. The cap is checked on what has arrived, so a head that never
+  ends is refused after the first chunk over it rather than buffered whole; the rest is dropped
+  unparsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# Browsers send a few kilobytes at most; a provider's signed webhook, under 2 KiB of headers.
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+# After the 431, what the client is still sending is read and dropped for a moment before the
+# connection closes: closing with unread data makes the kernel reset the connection, and the
+# client would lose the answer. Bounded in time and bytes.
+LINGER_SECONDS = 2.0
+MAX_LINGER_BYTES = 16 * 1024 * 1024
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+def _head_too_large_response() -> bytes:
+    body = json.dumps(
+        {
+            "error": {
+                "code": "request_header_fields_too_large",
+                "message": f"the request line and headers exceed {MAX_REQUEST_HEAD_BYTES} bytes",
+            }
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "cache-control: no-store\r\n"
+        "x-content-type-options: nosniff\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+_HEAD_TOO_LARGE = _head_too_large_response()
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a cap on the request head."""
+
+    def connection_made(self, transport: Any) -> None:
+        # Before the first message, and between messages, bytes received are a head's.
+        self._in_head = True
+        self._head_bytes = 0  # of the current head, as the parser hands it over
+        self._received_in_head = 0  # raw bytes received while the current head is incomplete
+        self._head_too_large = False
+        self._lingered = 0
+        self._linger: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_too_large:  # answered already: drop the rest of the request
+            self._lingered += len(data)
+            if self._lingered > MAX_LINGER_BYTES:
+                self.transport.close()
+            return
+        if self._in_head:
+            self._received_in_head += len(data)
+        super().data_received(data)
+        if self._in_head and self._received_in_head > MAX_REQUEST_HEAD_BYTES and not self._head_too_large:
+            self._refuse_head()
+
+    def _refuse_head(self) -> None:
+        self._head_too_large = True
+        if not self.transport.is_closing() and self._linger is None:
+            self.transport.write(_HEAD_TOO_LARGE)
+            self._linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, self.transport.close)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_REQUEST_HEAD_BYTES:
+            self._head_too_large = True
+            raise _HeadTooLarge  # the parser stops; uvicorn answers through send_400_response
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_too_large:
+            self._refuse_head()
+        else:
+            super().send_400_response(msg)
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._received_in_head = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head = True
+        super().on_message_complete()
+
+
+def server_config(app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for `app`; `options` are uvicorn's (host, port, log_level...)."""
+    return uvicorn.Config(
+        app,
+        http=BoundedHttpToolsProtocol,
+        server_header=False,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        **options,
+    )
