@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     # enabled provider in the registry's list.
     default_provider: str = ""
     database_url: str = "postgresql://postgres@127.0.0.1:5432/checkout"
-    database_pool_size: int = Field(default=10, ge=1, le=100)
+    database_pool_size: int = Field(default=20, ge=1, le=100)
     # How long a request waits for a free database connection, and for a new connection to open,
     # before it gets a 503: together they stay under the 5 s a client may wait in an outage.
     database_pool_timeout_seconds: float = Field(default=3.0, gt=0)

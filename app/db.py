@@ -36,14 +36,17 @@ class DatabaseUnavailable(Exception):
 def create_engine(
     database_url: str,
     *,
-    pool_size: int = 10,
+    pool_size: int = 20,
     pool_timeout: float = 3.0,
     connect_timeout: float = 1.5,
 ) -> AsyncEngine:
     engine = create_async_engine(
         database_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        # A fixed pool: connections that overflow are closed as soon as they are returned, so a
+        # burst would pay a new connection (and its statement cache) per request. Past the pool,
+        # a request waits up to `pool_timeout` for a connection, then gets a 503.
+        max_overflow=0,
         pool_timeout=pool_timeout,
         # No round trip per checkout: see `_replace_closed` and the module's docstring.
         pool_pre_ping=False,

@@ -260,7 +260,7 @@ def test_malformed_provider_values_are_rejected_when_read(values: dict[str, Any]
 def test_new_core_settings_defaults() -> None:
     settings = _settings()
     assert settings.default_provider == ""
-    assert (settings.database_pool_size, settings.database_pool_timeout_seconds) == (10, 3.0)
+    assert (settings.database_pool_size, settings.database_pool_timeout_seconds) == (20, 3.0)
     assert settings.database_connect_timeout_seconds == 1.5
     assert (settings.inbox_concurrency, settings.inbox_lease_seconds) == (16, 60)
     assert _fintecture().webhook_tolerance_seconds == 300
