@@ -133,6 +133,8 @@ async def main(total: int, concurrency: int) -> None:
         "FINTECTURE_API_URL": "http://127.0.0.1:9",  # never called: workers are off
         "WORKERS_ENABLED": "false",
         "LOG_LEVEL": "WARNING",
+        # Every request comes from one loopback client here: the per-client limits would refuse it.
+        "RATE_LIMIT_ENABLED": "false",
     }
     process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
         [sys.executable, "-m", "app.cli", "serve", "--migrate", "--host", "127.0.0.1", "--port", str(port)],
