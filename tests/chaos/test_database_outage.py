@@ -294,7 +294,9 @@ async def test_a_database_outage_mid_traffic(database: tuple[PrivatePostgres, st
     )
 
     # Webhooks met the outage, got non-2xx answers, and were delivered later: none was lost.
-    assert webhook_codes[503] > 0 and set(webhook_codes) <= {200, 503}, webhook_codes
+    # (An attempt with no status is a transport error, such as a keep-alive connection the server
+    # closed just as the provider reused it; it is retried like a 503.)
+    assert webhook_codes[503] > 0 and set(webhook_codes) - {None} <= {200, 503}, webhook_codes
     delivered = {d["request_id"] for d in deliveries if any(a["status_code"] == 200 for a in d["attempts"])}
     assert delivered and delivered <= stored
     # Every acknowledged order and session is there; every payment ended once, as the payer chose.
