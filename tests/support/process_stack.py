@@ -214,8 +214,8 @@ async def process_stack(
     engine = create_engine(database_url, pool_size=2)
     try:
         async with serve(simulator, sim_sock), httpx.AsyncClient(timeout=20) as http:
-            await service.start()
             try:
+                await service.start()  # a start that times out leaves a process to stop
                 yield ProcessStack(
                     service,
                     simulator,
