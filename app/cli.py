@@ -104,6 +104,8 @@ async def _sweep_once(settings: Settings) -> dict[str, int]:
             await engine.dispose()
     return {
         "sessions_checked": swept.claimed,
+        "refunds_checked": swept.refunds_claimed,
+        "payouts_checked": swept.payouts_claimed,
         "orders_changed": swept.changed,
         "provider_errors": swept.errors,
         "reservations_abandoned": swept.abandoned,

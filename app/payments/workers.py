@@ -137,10 +137,12 @@ class PaymentWorkers:
             await asyncio.sleep(self.settings.sweeper_interval_seconds)
             try:
                 result = await self.sweep()
-                if result.claimed or result.abandoned:
+                if result.claimed or result.refunds_claimed or result.payouts_claimed or result.abandoned:
                     log.info(
                         "sweeper_pass",
                         claimed=result.claimed,
+                        refunds_claimed=result.refunds_claimed,
+                        payouts_claimed=result.payouts_claimed,
                         changed=result.changed,
                         errors=result.errors,
                         abandoned=result.abandoned,
