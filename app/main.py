@@ -105,9 +105,10 @@ def create_app(
             expose_headers=["Idempotent-Replayed"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(SecurityHeadersMiddleware)
-    # Added last, so it is the outermost: whatever fails inside still answers in the error shape.
+    # Whatever fails inside still answers in the error shape...
     app.add_middleware(UnhandledErrorMiddleware)
+    # ...and that answer, like every other, carries the security headers: added last, outermost.
+    app.add_middleware(SecurityHeadersMiddleware)
 
     openapi.install(app)
     app.include_router(docs_pages.router(app.openapi_url or "/openapi.json", app.title))

@@ -174,6 +174,8 @@ async def test_an_unhandled_exception_is_a_json_500_with_a_request_id_in_its_log
     for response in (crashed, refused):
         assert response.status_code == 500
         assert response.headers["content-type"] == "application/json"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "no-store"
         error = response.json()["error"]
         assert error["code"] == "internal_error"
         assert "shelf" not in error["message"] and "division" not in error["message"]
