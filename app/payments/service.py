@@ -32,10 +32,9 @@ from app.providers.base import (
     PaymentStatus,
     Provider,
     ProviderError,
-    ReturnHint,
-    ReturnRejected,
     SessionRequest,
 )
+from app.providers.registry import return_hints
 
 log = get_logger(__name__)
 
@@ -351,16 +350,6 @@ class CallbackOutcome:
     status: str  # the order's status to show, or "processing" when the provider could not answer
 
 
-def _return_hints(providers: Mapping[str, Provider], query: Mapping[str, str]) -> dict[str, ReturnHint]:
-    hints: dict[str, ReturnHint] = {}
-    for name, provider in providers.items():
-        try:
-            hints[name] = provider.parse_return(query)
-        except ReturnRejected:
-            continue
-    return hints
-
-
 async def handle_callback(
     sessionmaker: async_sessionmaker[AsyncSession],
     providers: Mapping[str, Provider],
@@ -369,7 +358,7 @@ async def handle_callback(
     provider_timeout: float,
 ) -> CallbackOutcome:
     """Bind the return to our session, then apply what the provider (not the query) says."""
-    hints = _return_hints(providers, query)
+    hints = return_hints(providers, query)
     states = {hint.state for hint in hints.values() if hint.state}
     if len(states) != 1:
         raise CallbackRejected("the payment link is incomplete")

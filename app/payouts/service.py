@@ -36,10 +36,8 @@ from app.providers.base import (
     PayoutStatus,
     Provider,
     ProviderError,
-    ReturnHint,
-    ReturnRejected,
 )
-from app.providers.registry import default_provider, enabled_plugins
+from app.providers.registry import default_provider, enabled_plugins, return_hints
 
 log = get_logger(__name__)
 
@@ -351,16 +349,6 @@ class CallbackOutcome:
     status: PayoutStatus
 
 
-def _return_hints(providers: Mapping[str, Provider], query: Mapping[str, str]) -> dict[str, ReturnHint]:
-    hints: dict[str, ReturnHint] = {}
-    for name, provider in providers.items():
-        try:
-            hints[name] = provider.parse_return(query)
-        except ReturnRejected:
-            continue
-    return hints
-
-
 async def handle_callback(
     sessionmaker: async_sessionmaker[AsyncSession],
     providers: Mapping[str, Provider],
@@ -370,7 +358,7 @@ async def handle_callback(
 ) -> CallbackOutcome:
     """Bind the payee's return to our payout by its `state` and the provider's id, then apply what
     the provider (never the query) says about it."""
-    hints = _return_hints(providers, query)
+    hints = return_hints(providers, query)
     states = {hint.state for hint in hints.values() if hint.state}
     if len(states) != 1:
         raise CallbackRejected("the payout link is incomplete")

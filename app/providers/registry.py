@@ -19,7 +19,14 @@ import httpx
 
 from app.config import ConfigurationError, Settings
 from app.providers import fintecture, powens
-from app.providers.base import Provider, ProviderContext, ProviderPlugin, ProviderSettings
+from app.providers.base import (
+    Provider,
+    ProviderContext,
+    ProviderPlugin,
+    ProviderSettings,
+    ReturnHint,
+    ReturnRejected,
+)
 
 # THE list. Its order decides the default provider when DEFAULT_PROVIDER is empty.
 PLUGINS: tuple[ProviderPlugin, ...] = (fintecture.plugin, powens.plugin)
@@ -140,3 +147,15 @@ def default_provider(settings: Settings, providers: Mapping[str, Provider]) -> s
 def enabled_plugins(providers: Mapping[str, Provider]) -> list[ProviderPlugin]:
     """The plugins of the built providers, in list order."""
     return [plugin for plugin in PLUGINS if plugin.name in providers]
+
+
+def return_hints(providers: Mapping[str, Provider], query: Mapping[str, str]) -> dict[str, ReturnHint]:
+    """What each enabled provider reads in a payer's (or payee's) return: only the providers that
+    recognise the query as theirs answer."""
+    hints: dict[str, ReturnHint] = {}
+    for name, provider in providers.items():
+        try:
+            hints[name] = provider.parse_return(query)
+        except ReturnRejected:
+            continue
+    return hints
