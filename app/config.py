@@ -134,7 +134,6 @@ class Settings(BaseSettings):
     rate_limit_order_access: str = "300/minute"  # an order's token: reading it, its payment session
     rate_limit_callback: str = "60/minute"  # the payer's return
 
-
     log_level: str = "INFO"
     # Serve the demo storefront page at / (the `demo` command turns it on).
     demo_storefront: bool = False

@@ -20,14 +20,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy import or_, select, tuple_
 from sqlalchemy.dialects import postgresql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.devdb import with_database  # noqa: E402
-from app.models import ProviderEvent  # noqa: E402
+from app.payments.repository import due_events_query  # noqa: E402
 
 DUE = 500
 HISTORIES = (0, 1_000_000)
@@ -35,26 +34,7 @@ HISTORIES = (0, 1_000_000)
 
 def claim_candidates_sql(now: datetime) -> str:
     """The statement `payments.repository.claim_events` starts with, with `now` inlined."""
-    leased = select(ProviderEvent.provider, ProviderEvent.provider_session_id).where(
-        ProviderEvent.processed_at.is_(None),
-        ProviderEvent.claimed_until >= now,
-        ProviderEvent.provider_session_id.is_not(None),
-    )
-    query = (
-        select(ProviderEvent.id, ProviderEvent.provider, ProviderEvent.provider_session_id)
-        .where(
-            ProviderEvent.processed_at.is_(None),
-            ProviderEvent.next_attempt_at <= now,
-            or_(ProviderEvent.claimed_until.is_(None), ProviderEvent.claimed_until < now),
-            or_(
-                ProviderEvent.provider_session_id.is_(None),
-                tuple_(ProviderEvent.provider, ProviderEvent.provider_session_id).not_in(leased),
-            ),
-        )
-        .order_by(ProviderEvent.next_attempt_at, ProviderEvent.id)
-        .limit(64)
-        .with_for_update(skip_locked=True)
-    )
+    query = due_events_query(now, limit=64)
     return str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
 
 

@@ -338,6 +338,36 @@ class ClaimedGroup:
     order_id: uuid.UUID | None = None
 
 
+def due_events_query(now: datetime, *, limit: int) -> Select[int, str, str | None]:
+    """The claim's candidates: due events nobody holds, oldest first, locked (SKIP LOCKED).
+
+    It reads through the partial index on unprocessed events, so it costs the same however many
+    processed events the table keeps (`bench/explain_claim.py`).
+    """
+    leased = select(ProviderEvent.provider, ProviderEvent.provider_session_id).where(
+        ProviderEvent.processed_at.is_(None),
+        ProviderEvent.claimed_until >= now,
+        ProviderEvent.provider_session_id.is_not(None),
+    )
+    return (
+        select(ProviderEvent.id, ProviderEvent.provider, ProviderEvent.provider_session_id)
+        .where(
+            ProviderEvent.processed_at.is_(None),
+            ProviderEvent.next_attempt_at <= now,
+            or_(ProviderEvent.claimed_until.is_(None), ProviderEvent.claimed_until < now),
+            # A payment another worker holds is left out, so its events never crowd the window
+            # (NOT IN over a small hashed set: linear however large the backlog).
+            or_(
+                ProviderEvent.provider_session_id.is_(None),
+                tuple_(ProviderEvent.provider, ProviderEvent.provider_session_id).not_in(leased),
+            ),
+        )
+        .order_by(ProviderEvent.next_attempt_at, ProviderEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
 async def claim_events(
     db: AsyncSession, *, now: datetime, lease: timedelta, max_groups: int
 ) -> list[ClaimedGroup]:
@@ -349,30 +379,7 @@ async def claim_events(
     whatever the batch size: the candidates, the advisory locks, the leases held elsewhere, the
     update.
     """
-    leased = select(ProviderEvent.provider, ProviderEvent.provider_session_id).where(
-        ProviderEvent.processed_at.is_(None),
-        ProviderEvent.claimed_until >= now,
-        ProviderEvent.provider_session_id.is_not(None),
-    )
-    rows = (
-        await db.execute(
-            select(ProviderEvent.id, ProviderEvent.provider, ProviderEvent.provider_session_id)
-            .where(
-                ProviderEvent.processed_at.is_(None),
-                ProviderEvent.next_attempt_at <= now,
-                or_(ProviderEvent.claimed_until.is_(None), ProviderEvent.claimed_until < now),
-                # A payment another worker holds is left out, so its events never crowd the window
-                # (NOT IN over a small hashed set: linear however large the backlog).
-                or_(
-                    ProviderEvent.provider_session_id.is_(None),
-                    tuple_(ProviderEvent.provider, ProviderEvent.provider_session_id).not_in(leased),
-                ),
-            )
-            .order_by(ProviderEvent.next_attempt_at, ProviderEvent.id)
-            .limit(max_groups * 4)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    rows = (await db.execute(due_events_query(now, limit=max_groups * 4))).all()
     groups: dict[int, tuple[str, str | None, list[int]]] = {}
     for event_id, provider, session_id in rows:
         lock_id = _owner_lock_id(provider, session_id, event_id)
