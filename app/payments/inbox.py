@@ -13,6 +13,7 @@ time owns a payment, and a crashed worker's leases run out so its events are pro
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -87,23 +88,25 @@ class InboxProcessor:
         """Process due events until none is left (or `max_groups` payments were taken up); the
         counts are per event.
 
-        A pipeline, not rounds: up to `concurrency` payments are in flight at once, and slots that
-        free up are refilled by the next claim (once a quarter of them are free), so one slow
-        provider read holds one slot only.
+        A pipeline, not rounds: up to `concurrency` payments are in flight at once, and a slot that
+        frees up starts the next claimed payment at once. Claims run a batch ahead (a claim costs
+        about as much as an apply): when fewer than a quarter of a batch are waiting, the next
+        batch is claimed. One slow provider read holds one slot only.
         """
         result = DrainResult()
         running: set[asyncio.Task[tuple[str | None, int]]] = set()
+        waiting: deque[repository.ClaimedGroup] = deque()  # claimed (leased), not started yet
         taken = 0
         exhausted = False
         try:
             while True:
-                free = self.concurrency - len(running)
-                # Slots are refilled a few at a time: one claim costs about as much as an apply.
-                if not exhausted and free >= (self._refill if running else 1) and taken < max_groups:
-                    groups = await self._claim(min(free, max_groups - taken))
+                if not exhausted and len(waiting) < self._refill and taken < max_groups:
+                    groups = await self._claim(min(self.concurrency, max_groups - taken))
                     taken += len(groups)
-                    running.update(asyncio.create_task(self._process(group)) for group in groups)
+                    waiting.extend(groups)
                     exhausted = not groups  # nothing more to claim now: let the rest finish
+                while waiting and len(running) < self.concurrency:
+                    running.add(asyncio.create_task(self._process(waiting.popleft())))
                 if not running:
                     break  # nothing claimable now; the worker loop looks again when woken or polled
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -113,7 +116,8 @@ class InboxProcessor:
                         setattr(result, outcome, getattr(result, outcome) + count)
                 exhausted = False  # a slot is free: events may have arrived meanwhile
         finally:
-            for task in running:  # cancelled (the service is stopping): the leases run out
+            # Cancelled (the service is stopping): the leases of what was running or waiting run out.
+            for task in running:
                 task.cancel()
         return result
 
