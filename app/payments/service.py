@@ -34,7 +34,7 @@ from app.providers.base import (
     ProviderError,
     SessionRequest,
 )
-from app.providers.registry import return_hints
+from app.providers.registry import return_hints, return_names, returned_state
 
 log = get_logger(__name__)
 
@@ -359,20 +359,12 @@ async def handle_callback(
 ) -> CallbackOutcome:
     """Bind the return to our session, then apply what the provider (not the query) says."""
     hints = return_hints(providers, query)
-    states = {hint.state for hint in hints.values() if hint.state}
-    if len(states) != 1:
+    state = returned_state(hints)
+    if state is None:
         raise CallbackRejected("the payment link is incomplete")
-    (state,) = states
     async with sessionmaker() as db:
         session = await repository.find_session_by_state(db, state)
-    hint = hints.get(session.provider) if session is not None else None
-    if (
-        session is None
-        or hint is None
-        or session.provider_session_id is None
-        or hint.provider_session_id is None
-        or not secrets.compare_digest(session.provider_session_id.encode(), hint.provider_session_id.encode())
-    ):
+    if session is None or not return_names(hints, session.provider, session.provider_session_id):
         raise CallbackRejected("this payment link does not match a payment we started")
     try:
         result = await sync_session(

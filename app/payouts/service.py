@@ -37,7 +37,13 @@ from app.providers.base import (
     Provider,
     ProviderError,
 )
-from app.providers.registry import default_provider, enabled_plugins, return_hints
+from app.providers.registry import (
+    default_provider,
+    enabled_plugins,
+    return_hints,
+    return_names,
+    returned_state,
+)
 
 log = get_logger(__name__)
 
@@ -359,20 +365,12 @@ async def handle_callback(
     """Bind the payee's return to our payout by its `state` and the provider's id, then apply what
     the provider (never the query) says about it."""
     hints = return_hints(providers, query)
-    states = {hint.state for hint in hints.values() if hint.state}
-    if len(states) != 1:
+    state = returned_state(hints)
+    if state is None:
         raise CallbackRejected("the payout link is incomplete")
-    (state,) = states
     async with sessionmaker() as db:
         payout = await repository.find_by_state(db, state)
-    hint = hints.get(payout.provider) if payout is not None else None
-    if (
-        payout is None
-        or hint is None
-        or payout.provider_payout_id is None
-        or hint.provider_session_id is None
-        or not secrets.compare_digest(payout.provider_payout_id.encode(), hint.provider_session_id.encode())
-    ):
+    if payout is None or not return_names(hints, payout.provider, payout.provider_payout_id):
         raise CallbackRejected("this payout link does not match a payout we started")
     try:
         result = await sync.sync_payout(

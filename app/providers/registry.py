@@ -13,6 +13,7 @@ application id is set). Nothing outside a provider's package and this list names
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 
 import httpx
@@ -159,3 +160,22 @@ def return_hints(providers: Mapping[str, Provider], query: Mapping[str, str]) ->
         except ReturnRejected:
             continue
     return hints
+
+
+def returned_state(hints: Mapping[str, ReturnHint]) -> str | None:
+    """The one `state` the recognising providers read in a return; None when there is none or
+    they disagree."""
+    states = {hint.state for hint in hints.values() if hint.state}
+    return next(iter(states)) if len(states) == 1 else None
+
+
+def return_names(hints: Mapping[str, ReturnHint], provider: str, provider_id: str | None) -> bool:
+    """Whether the return carries, read by `provider`, the provider's id we stored for it
+    (compared in constant time)."""
+    hint = hints.get(provider)
+    return (
+        hint is not None
+        and provider_id is not None
+        and hint.provider_session_id is not None
+        and secrets.compare_digest(provider_id.encode(), hint.provider_session_id.encode())
+    )
