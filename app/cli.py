@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from app import logging_setup
 from app.config import ConfigurationError, Settings
@@ -19,13 +19,20 @@ if TYPE_CHECKING:
 ROOT = Path.cwd()
 
 
-def _settings() -> Settings:
-    """Core and provider settings from the environment, checked; exits with the reasons otherwise."""
+def _load_settings() -> Settings:
+    """Core and provider settings from the environment, checked: ConfigurationError or
+    ValueError (pydantic's) with the reasons otherwise."""
     from app.providers import registry
 
+    settings = Settings()
+    registry.check(settings, registry.load_provider_settings())
+    return settings
+
+
+def _settings() -> Settings:
+    """The checked settings; exits with the reasons otherwise."""
     try:
-        settings = Settings()
-        registry.check(settings, registry.load_provider_settings())
+        settings = _load_settings()
     except (ConfigurationError, ValueError) as exc:
         sys.exit(str(exc))
     logging_setup.configure(settings.log_level)
@@ -45,18 +52,59 @@ def cmd_migrate(_: argparse.Namespace) -> None:
     print("database migrated to head")
 
 
+def _serve_failed(reason: str, **fields: object) -> NoReturn:
+    """One JSON line on stderr saying why the server does not start, and a non-zero exit."""
+    logging_setup.get_logger("checkout.serve").error("serve_refused", reason=reason, **fields)
+    sys.exit(1)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    from app.main import create_app
+    from app import preflight
     from app.server import server_config
 
-    settings = _settings()
-    if args.migrate:
+    if args.check:
+        try:
+            settings = _load_settings()
+        except (ConfigurationError, ValueError) as exc:
+            print(f"problem: {exc}")
+            sys.exit(1)
+        logging_setup.configure(settings.log_level)
+    else:
+        settings = _settings()
+    if args.migrate and not args.check:
         migrate(settings.database_url)
-    app = create_app(settings)
-    config = server_config(app, host=args.host, port=args.port, proxy_headers=True, log_level="info")
-    uvicorn.Server(config).run()
+    report = asyncio.run(preflight.wait_for_database(settings, args.workers, args.wait_for_db))
+    log = logging_setup.get_logger("checkout.serve")
+    for warning in report.warnings:
+        log.warning("serve_warning", reason=warning)
+    if args.check:
+        # What is wrong, one line each on stdout, then the verdict as the exit status.
+        for problem in report.problems:
+            print(f"problem: {problem}")
+        for warning in report.warnings:
+            print(f"warning: {warning}")
+        if report.problems:
+            sys.exit(1)
+        print(
+            f"ok: settings valid, database reachable and at migration {report.migration}, "
+            f"{args.workers} process(es) x pool of {settings.database_pool_size}"
+        )
+        return
+    if report.problems:
+        _serve_failed("; ".join(report.problems))
+    options = {"host": args.host, "port": args.port, "proxy_headers": True, "log_level": "info"}
+    if args.workers == 1:
+        from app.main import create_app
+
+        uvicorn.Server(server_config(create_app(settings), **options)).run()
+        return
+    # Each process builds its own app, engine and pool from the environment, and runs its own
+    # inbox worker, sweeper and dispatcher: they share work through row claims (SKIP LOCKED).
+    config = server_config("app.main:create_app", factory=True, workers=args.workers, **options)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -154,14 +202,32 @@ def cmd_events_replay(args: argparse.Namespace) -> None:
     print(json.dumps({"replayed": len(ids), "event_ids": ids}))
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="checkout", description="Pay-by-bank checkout backend")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the API (settings from the environment)")
-    p.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server binds where it is told
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=_positive_int, default=1, help="server processes (default 1)")
     p.add_argument("--migrate", action="store_true", help="apply migrations first")
+    p.add_argument(
+        "--wait-for-db",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for the database to be reachable and migrated (default: do not wait)",
+    )
+    p.add_argument(
+        "--check", action="store_true", help="check the settings and the database, print what is wrong, exit"
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="apply database migrations")
