@@ -95,7 +95,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         return
     if report.problems:
         _serve_failed("; ".join(report.problems))
-    options = {"host": args.host, "port": args.port, "proxy_headers": True, "log_level": "info"}
+    # LOG_LEVEL=WARNING also silences the access log (uvicorn logs each request at INFO).
+    log_level = settings.log_level.lower()
+    options = {"host": args.host, "port": args.port, "proxy_headers": True, "log_level": log_level}
     if args.workers == 1:
         from app.main import create_app
 
