@@ -20,7 +20,7 @@ class TransitionSource(StrEnum):
     CALLBACK = "callback"  # the payer's return
     WEBHOOK = "webhook"  # the inbox worker, after a provider notification
     POLL = "poll"  # the sweeper
-    OPERATOR = "operator"  # an operator: "sync now", a refund
+    OPERATOR = "operator"  # an operator: "sync now", a refund, a review resolved
 
 
 ORDER_STATUS = enum_column(OrderStatus, "order_status")
@@ -86,6 +86,8 @@ class OrderTransition(Base):
     provider_status: Mapped[str | None] = mapped_column(String(64))
     transfer_state: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
+    # What the operator wrote when resolving a review.
+    note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

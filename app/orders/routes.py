@@ -11,7 +11,16 @@ from app.auth import OrderBearer, RequireAdmin
 from app.deps import DbSession, SettingsDep
 from app.idempotency import fingerprint_of, idempotent
 from app.orders import service
-from app.orders.schemas import OrderCreate, OrderCreated, OrderOut, OrderPage, OrderSummary
+from app.orders.schemas import (
+    OrderCreate,
+    OrderCreated,
+    OrderOut,
+    OrderPage,
+    OrderSummary,
+    ReviewResolve,
+    ReviewResolved,
+    TransitionOut,
+)
 from app.orders.states import OrderStatus
 from app.ratelimit import Limit, rate_limited
 from app.validation import Text
@@ -116,4 +125,30 @@ async def list_orders(
     page = await service.list_orders(session, status=status, reference=reference, limit=limit, cursor=cursor)
     return OrderPage(
         items=[OrderSummary.model_validate(order) for order in page.orders], next_cursor=page.next_cursor
+    )
+
+
+@router.post(
+    "/orders/{order_id}/review/resolve",
+    summary="Resolve an order's review (operator)",
+    description=(
+        "An order in `needs_review` (an amount or currency mismatch, a payment twice, a provider "
+        "regression...) is moved by the operator to `paid` or `failed`, with a note. The move is "
+        "recorded as a transition with source `operator` and the note, and sent to the merchant's "
+        "systems as an `order.<status>` event. Of two operators resolving at once, one wins; the "
+        "other gets 409 and nothing is written."
+    ),
+    response_model=ReviewResolved,
+    responses={
+        401: {"description": "Missing or wrong operator key"},
+        404: {"description": "No such order"},
+        409: {"description": "`review_not_open`: the order is not (or no longer) in needs_review"},
+        422: {"description": "`to` is not `paid` or `failed`, or the note is missing or too long"},
+    },
+    dependencies=[RequireAdmin],
+)
+async def resolve_review(order_id: str, body: ReviewResolve, session: DbSession) -> ReviewResolved:
+    order, transition = await service.resolve_review(session, order_id, OrderStatus(body.to), body.note)
+    return ReviewResolved(
+        order_id=order.id, status=order.status, transition=TransitionOut.model_validate(transition)
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, computed_field, field_validator
 
@@ -143,6 +143,7 @@ class TransitionOut(BaseModel):
     provider_status: str | None
     transfer_state: str | None
     reason: str | None
+    note: str | None = Field(default=None, description="What the operator wrote, when one resolved a review")
     payment_session_id: uuid.UUID | None
     created_at: datetime
 
@@ -293,3 +294,24 @@ class OrderSummary(BaseModel):
 class OrderPage(BaseModel):
     items: list[OrderSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class ReviewResolve(_Strict):
+    """An operator's decision on an order in `needs_review`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"to": "paid", "note": "Payer sent 0.50 EUR too much; accepted"}]}
+    )
+
+    # Kept equal to app/orders/states.py REVIEW_RESOLUTIONS (a unit test checks).
+    to: Literal["paid", "failed"] = Field(
+        description="`paid`: the money is accepted as it came; `failed`: none of it is kept and the "
+        "shopper may pay again"
+    )
+    note: Annotated[str, Text(1000, min_length=1)] = Field(description="Why: kept with the transition")
+
+
+class ReviewResolved(BaseModel):
+    order_id: uuid.UUID
+    status: OrderStatus
+    transition: TransitionOut = Field(description="The transition the resolution recorded")

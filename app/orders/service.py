@@ -256,3 +256,26 @@ async def list_orders(
         orders = orders[:limit]
         next_cursor = encode_cursor(orders[-1].created_at, orders[-1].id)
     return OrderListPage(orders=orders, next_cursor=next_cursor)
+
+
+async def resolve_review(
+    session: AsyncSession, order_id: str, target: OrderStatus, note: str
+) -> tuple[Order, OrderTransition]:
+    """An operator resolves an order's review (the payments writer's `resolve_review`): 404 for an
+    unknown order, 409 `review_not_open` when it is not in `needs_review` (or no longer: another
+    operator resolved it first)."""
+    parsed = _parse_order_id(order_id)
+    if parsed is None:
+        raise NotFound("order")
+    try:
+        transition = await writer.resolve_review(session, parsed, target, note=note)
+    except LookupError:
+        raise NotFound("order") from None
+    except writer.ReviewNotOpen as exc:
+        raise ApiError(409, "review_not_open", f"{exc}; nothing was changed") from None
+    except ValueError as exc:
+        detail = {"field": "body.to", "message": str(exc), "type": "invalid_resolution"}
+        raise ApiError(422, "invalid_resolution", str(exc), [detail]) from None
+    order = await repository.get_order(session, parsed)
+    assert order is not None
+    return order, transition

@@ -100,6 +100,11 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 
+# An operator's way out of `needs_review` (the writer's `resolve_review`), never a writer's own move:
+# `paid` accepts the money as it came, `failed` keeps none of it (the shopper may pay again).
+REVIEW_RESOLUTIONS = frozenset({OrderStatus.PAID, OrderStatus.FAILED})
+
+
 def can_move(current: OrderStatus | str, target: OrderStatus | str) -> bool:
     """True when `current` -> `target` is a real move the machine allows (never a self-move)."""
     return OrderStatus(target) in ALLOWED[OrderStatus(current)]

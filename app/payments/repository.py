@@ -112,6 +112,16 @@ async def session_that_paid(db: AsyncSession, order_id: uuid.UUID) -> uuid.UUID 
     )
 
 
+async def session_under_review(db: AsyncSession, order_id: uuid.UUID) -> uuid.UUID | None:
+    """The payment session named by the transition that last sent the order to review, if any."""
+    return await db.scalar(
+        select(OrderTransition.payment_session_id)
+        .where(OrderTransition.order_id == order_id, OrderTransition.to_status == OrderStatus.NEEDS_REVIEW)
+        .order_by(OrderTransition.id.desc())
+        .limit(1)
+    )
+
+
 async def claim_stale_sessions(
     db: AsyncSession, *, now: datetime, stale_after: timedelta, batch: int
 ) -> list[uuid.UUID]:

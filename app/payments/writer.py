@@ -15,7 +15,9 @@ an `order_transitions` row naming its source. The paths that reach it:
 - `POST /orders/{id}/refunds` -> `payments.refunds.create_refund` -> `reserve_refund`, then
   `attach_refund` (source `operator`) or `fail_refund` once the provider has answered;
 - refunds: the inbox worker -> `apply_refund` (source `webhook`); the sweeper -> `apply_refund`
-  (source `poll`) and `fail_refund` for reservations whose requester died.
+  (source `poll`) and `fail_refund` for reservations whose requester died;
+- `POST /orders/{id}/review/resolve` and the operator console -> `orders.service.resolve_review`
+  -> `resolve_review` (source `operator`, with the operator's note).
 
 Every move of an order records an `order.<status>` outbound event, and every move of a refund a
 `refund.<status>` one, in the same transaction (`_transition`, `_move_refund`).
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events import outbox
@@ -65,25 +68,26 @@ def _transition(
     session: PaymentSession | None = None,
     refund: Refund | None = None,
     reason: str | None = None,
-) -> None:
+    note: str | None = None,
+) -> OrderTransition:
     """Move the order, append the audit row and record the outbound event. Callers have checked the
     move is allowed."""
     payment = refund or session
     previous = order.status
     session_id = refund.payment_session_id if refund else (session.id if session else None)
-    db.add(
-        OrderTransition(
-            order_id=order.id,
-            payment_session_id=session_id,
-            refund_id=refund.id if refund else None,
-            from_status=order.status,
-            to_status=target,
-            source=source,
-            provider_status=payment.provider_status if payment else None,
-            transfer_state=payment.transfer_state if payment else None,
-            reason=reason,
-        )
+    transition = OrderTransition(
+        order_id=order.id,
+        payment_session_id=session_id,
+        refund_id=refund.id if refund else None,
+        from_status=order.status,
+        to_status=target,
+        source=source,
+        provider_status=payment.provider_status if payment else None,
+        transfer_state=payment.transfer_state if payment else None,
+        reason=reason,
+        note=note,
     )
+    db.add(transition)
     order.status = target
     if target is OrderStatus.NEEDS_REVIEW:
         order.review_reason = reason
@@ -96,6 +100,7 @@ def _transition(
         refund_id=refund.id if refund else None,
         reason=reason,
     )
+    return transition
 
 
 def order_created(db: AsyncSession, order: Order) -> None:
@@ -277,12 +282,62 @@ async def apply(
     drives_order = order_target in (OrderStatus.PAID, OrderStatus.NEEDS_REVIEW) or (
         await repository.latest_session_id(db, order.id) == session.id
     )
+    if order_target is OrderStatus.NEEDS_REVIEW and session.status is current:
+        # Nothing new about this payment: what it showed already sent the order to review (a review
+        # an operator may since have resolved, which a repeat of the same answer must not reopen).
+        drives_order = False
     order_changed = False
     if drives_order and order_states.can_move(order_status, order_target):
         _transition(db, order, order_target, source=source, session=session, reason=reason)
         order_changed = True
     await db.flush()
     return ApplyResult(order.status, session.status, order_changed)
+
+
+# --- an operator's review ------------------------------------------------------------------------
+
+
+class ReviewNotOpen(Exception):
+    """The order is not (or no longer) in `needs_review`: someone resolved it first, or it never was."""
+
+    def __init__(self, status: OrderStatus) -> None:
+        super().__init__(f"order is {status.value}, not needs_review")
+        self.status = status
+
+
+async def resolve_review(
+    db: AsyncSession, order_id: uuid.UUID, target: OrderStatus, *, note: str
+) -> OrderTransition:
+    """An operator resolves the order's review to `target` (`order_states.REVIEW_RESOLUTIONS`).
+
+    Under the order's lock, so of two operators resolving at once exactly one wins; the other gets
+    ReviewNotOpen. The transition names the payment session the review was about, so a repeat of
+    that payment is recognised as already counted. LookupError for an unknown order, ValueError for
+    a target no review resolves to or an empty note. Flushes; the caller's transaction commits.
+    """
+    if target not in order_states.REVIEW_RESOLUTIONS:
+        raise ValueError(f"a review resolves to one of: {', '.join(sorted(order_states.REVIEW_RESOLUTIONS))}")
+    if not note.strip():
+        raise ValueError("a review is resolved with a note")
+    try:
+        order = await repository.lock_order(db, order_id)
+    except NoResultFound:
+        raise LookupError(f"order {order_id} not found") from None
+    if order.status is not OrderStatus.NEEDS_REVIEW:
+        raise ReviewNotOpen(order.status)
+    session_id = await repository.session_under_review(db, order.id)
+    session = await repository.get_session(db, session_id) if session_id else None
+    transition = _transition(
+        db,
+        order,
+        target,
+        source=TransitionSource.OPERATOR,
+        session=session,
+        reason=f"review resolved by an operator: {order.review_reason or 'needs review'}",
+        note=note,
+    )
+    await db.flush()
+    return transition
 
 
 # --- refunds -------------------------------------------------------------------------------------
