@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     rate_limit_order_access: str = "300/minute"  # an order's token: reading it, its payment session
     rate_limit_callback: str = "60/minute"  # the payer's return
 
+    # Bearer token GET /metrics asks for; empty = no /metrics at all (404).
+    metrics_token: SecretStr = SecretStr("")
+
     log_level: str = "INFO"
     # Serve the demo storefront page at / (the `demo` command turns it on).
     demo_storefront: bool = False
@@ -219,6 +222,9 @@ class Settings(BaseSettings):
             problems.append("ADMIN_API_KEY is missing or a placeholder")
         if len(self.admin_api_key.get_secret_value()) < 24:
             problems.append("ADMIN_API_KEY must be at least 24 characters")
+        metrics_token = self.metrics_token.get_secret_value()
+        if metrics_token and (is_placeholder(metrics_token) or len(metrics_token) < 24):
+            problems.append("METRICS_TOKEN must be at least 24 characters and not a placeholder")
         problems += public_url_problems("PUBLIC_URL", self.public_url)
         problems += public_url_problems("STOREFRONT_URL", self.storefront_url)
         for url in self.merchant_webhook_urls:

@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app import docs_pages, health, logging_setup, openapi
+from app import docs_pages, health, logging_setup, metrics, openapi
 from app.catalog.routes import router as catalog_router
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
@@ -83,6 +83,7 @@ def create_app(
             await dispatcher.stop()
             await http.aclose()
             await engine.dispose()
+            metrics.process_stopped()
 
     app = FastAPI(
         title="Pay-by-bank checkout",
@@ -109,6 +110,8 @@ def create_app(
     app.add_middleware(UnhandledErrorMiddleware)
     # ...and that answer, like every other, carries the security headers: added last, outermost.
     app.add_middleware(SecurityHeadersMiddleware)
+    # Outermost of all, so every answer is counted, the ones middlewares make included.
+    app.add_middleware(metrics.RequestMetricsMiddleware)
 
     openapi.install(app)
     app.include_router(docs_pages.router(app.openapi_url or "/openapi.json", app.title))
@@ -118,6 +121,7 @@ def create_app(
     app.include_router(payments_router)
     app.include_router(payouts_router)
     app.include_router(events_router)
+    app.include_router(metrics.router)
     if settings.demo_storefront:
         app.include_router(storefront_router)
     return app

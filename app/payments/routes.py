@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
+from app import metrics
 from app.auth import OrderBearer, require_admin
 from app.deps import DbSession, ProvidersDep, SessionMakerDep, SettingsDep, WorkersDep
 from app.errors import ApiError, NotFound
@@ -216,10 +217,13 @@ async def _receive_webhook(name: str, request: Request, db: DbSession, providers
         hint = provider.verify_webhook(delivery, service.utcnow())
         intake.check_storable(hint)
     except WebhookMalformed as exc:
+        metrics.webhook_received(provider.name, "rejected", "invalid_webhook")
         raise ApiError(400, "invalid_webhook", f"webhook refused: {exc.reason}") from exc
     except WebhookRejected as exc:
+        metrics.webhook_received(provider.name, "rejected", "invalid_signature")
         raise ApiError(401, "invalid_signature", f"webhook rejected: {exc.reason}") from exc
     stored = await inbox.record(db, provider.name, hint, body)
+    metrics.webhook_received(provider.name, "accepted" if stored else "duplicate")
     return WebhookAck(received=True, duplicate=not stored)
 
 

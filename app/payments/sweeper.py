@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import metrics
 from app.db import transaction
 from app.logging_setup import get_logger
 from app.models import TransitionSource
@@ -83,6 +84,12 @@ async def sweep(
     result.changed += payouts.changed
     result.errors += payouts.errors
     result.abandoned += payouts.abandoned
+    metrics.sweep_finished(
+        sessions=result.claimed,
+        refunds=result.refunds_claimed,
+        payouts=result.payouts_claimed,
+        errors=result.errors,
+    )
     return result
 
 

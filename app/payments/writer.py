@@ -38,6 +38,7 @@ from decimal import Decimal
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import metrics
 from app.events import outbox
 from app.models import Order, OrderTransition, PaymentSession, Refund, TransitionSource
 from app.money import to_minor_units
@@ -99,6 +100,13 @@ def _transition(
         payment_session_id=session_id,
         refund_id=refund.id if refund else None,
         reason=reason,
+    )
+    metrics.transition_recorded(
+        db,
+        provider=payment.provider if payment else None,
+        from_state=previous.value,
+        to_state=target.value,
+        source=source.value,
     )
     return transition
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from app import metrics
 from app.logging_setup import get_logger
 from app.providers.base import ProviderError
 
@@ -151,7 +152,7 @@ class Transport:
             request = build()
             path = request.url.path
             try:
-                response = await self.http.send(request)
+                response = await self._exchange(request)
             except _NOT_SENT as exc:
                 if attempt < max_retries:
                     await self._back_off(attempt, path, type(exc).__name__)
@@ -188,6 +189,21 @@ class Transport:
                     attempt += 1
                     continue
             return response
+
+    async def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """One HTTP exchange, counted in the provider-call metrics whatever its outcome."""
+        started = time.perf_counter()
+        outcome = "network_error"
+        try:
+            response = await self.http.send(request)
+            outcome = metrics.provider_outcome(response.status_code)
+            return response
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.provider_call(self._event, request.method, request.url.path, outcome, elapsed)
 
     def backoff_delay(self, attempt: int) -> float:
         """Equal jitter: half the ceiling plus a random half, so retries spread out but never hit 0."""
