@@ -69,30 +69,66 @@ async def test_an_error_page_runs_no_script(client: httpx.AsyncClient) -> None:
     assert_safe_headers(response)
 
 
-async def test_swagger_ui_may_run_its_own_inline_script_and_the_cdn_only(client: httpx.AsyncClient) -> None:
+async def test_swagger_ui_runs_only_scripts_and_styles_from_this_service(client: httpx.AsyncClient) -> None:
     response = await client.get("/docs")
     assert response.status_code == 200
     policy = directives(response.headers["content-security-policy"])
-    (inline,) = inline_hashes(response.text, "script")
-    assert policy["script-src"] == ["https://cdn.jsdelivr.net", inline]
-    assert policy["style-src"] == ["https://cdn.jsdelivr.net"]
+    assert inline_hashes(response.text, "script") == []
+    assert policy["script-src"] == ["'self'"]
+    assert policy["style-src"] == ["'self'"]
     assert policy["connect-src"] == ["'self'"]
     assert policy["default-src"] == ["'none'"]
-    assert "validatorUrl" in response.text and '"validatorUrl": null' in response.text
+    assert "http://" not in response.text and "https://" not in response.text
     assert (await client.get("/docs/oauth2-redirect")).status_code == 404
 
 
-async def test_redoc_may_load_its_script_from_the_cdn_and_run_no_inline_script(
-    client: httpx.AsyncClient,
-) -> None:
+async def test_redoc_runs_only_its_script_from_this_service(client: httpx.AsyncClient) -> None:
     response = await client.get("/redoc")
     assert response.status_code == 200
     assert inline_hashes(response.text, "script") == []
     policy = directives(response.headers["content-security-policy"])
-    assert policy["script-src"] == ["https://cdn.jsdelivr.net"]
-    assert "'unsafe-inline'" in policy["style-src"]  # ReDoc writes its styles at run time
+    assert policy["script-src"] == ["'self'"]
+    assert policy["style-src"] == ["'unsafe-inline'"]  # ReDoc writes its styles at run time
     assert policy["worker-src"] == ["blob:"]
     assert policy["default-src"] == ["'none'"]
+    assert "font-src" not in policy
+    assert "http://" not in response.text and "https://" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("swagger-ui/swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
+        ("swagger-ui/swagger-ui.css", "text/css; charset=utf-8"),
+        ("swagger-init.js", "text/javascript; charset=utf-8"),
+        ("redoc/redoc.standalone.js", "text/javascript; charset=utf-8"),
+    ],
+)
+async def test_the_viewers_files_are_served_versioned_cached_and_compressed(
+    client: httpx.AsyncClient, name: str, content_type: str
+) -> None:
+    pages = (await client.get("/docs")).text + (await client.get("/redoc")).text
+    (url,) = re.findall(rf'"(/docs/assets/{re.escape(name)}\?v=[0-9a-f]{{16}})"', pages)
+    response = await client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == content_type
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in response.headers
+    assert len(response.content) > 100  # decoded by httpx
+    again = await client.get(url, headers={"If-None-Match": response.headers["etag"]})
+    assert again.status_code == 304
+    assert b"cdn.redoc.ly" not in response.content
+
+
+@pytest.mark.parametrize(
+    "name", ["README.md", "swagger-ui/LICENSE", "../main.py", "redoc/redoc.standalone.js.map", "nothing.js"]
+)
+async def test_only_the_pages_files_are_served(client: httpx.AsyncClient, name: str) -> None:
+    response = await client.get(f"/docs/assets/{name}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
 
 
 @pytest.fixture
