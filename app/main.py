@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import docs_pages, health, logging_setup, metrics, openapi
+from app.admin.routes import build_router as admin_router
 from app.catalog.routes import router as catalog_router
 from app.config import Settings
 from app.db import create_engine, create_sessionmaker
@@ -121,6 +122,7 @@ def create_app(
     app.include_router(payments_router)
     app.include_router(payouts_router)
     app.include_router(events_router)
+    app.include_router(admin_router(settings))  # the operator console, /admin
     app.include_router(metrics.router)
     if settings.demo_storefront:
         app.include_router(storefront_router)
