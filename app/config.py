@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # Payment behaviour
     payment_session_expiry_seconds: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Units of one SKU an order may hold (the demo shop's quantity field reads it too); the request
+    # schema's own ceiling (app/orders/schemas.py MAX_QUANTITY) bounds it.
+    max_line_quantity: int = Field(default=10, ge=1, le=1000)
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
     provider_max_retries: int = Field(default=3, ge=0, le=10)
     # How long a payer returning through /callback waits for the provider before seeing "processing".

@@ -45,7 +45,8 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     description=(
         "Prices and the total come from the catalog, never from the request: unknown fields (such as "
         "`amount`, `price` or `total`) are rejected with 422. Each SKU may appear once, 1 to 50 lines, "
-        "1 to 1000 units per line; every SKU must be active and priced in `currency`. Nothing is "
+        "1 to `MAX_LINE_QUANTITY` units per line (10 unless configured; more is a 422 `invalid_items` "
+        "naming the line); every SKU must be active and priced in `currency`. Nothing is "
         "written when the request is refused.\n\n"
         "The response carries `access_token`, returned only here: send it as "
         "`Authorization: Bearer <access_token>` to read the order and open its payment session.\n\n"
@@ -69,13 +70,14 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 async def create_order(
     body: OrderCreate,
     session: DbSession,
+    settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", description="1-255 printable ASCII characters; a UUID is ideal"),
     ] = None,
 ) -> JSONResponse:
     async def handler() -> tuple[int, dict[str, Any]]:
-        order, token = await service.create_order(session, body)
+        order, token = await service.create_order(session, body, max_line_quantity=settings.max_line_quantity)
         created = OrderCreated(**OrderOut.of(order).model_dump(), access_token=token)
         return 201, created.model_dump(mode="json")
 

@@ -48,7 +48,12 @@ class _Strict(BaseModel):
 
 class OrderItemIn(_Strict):
     sku: Sku
-    quantity: StrictInt = Field(ge=1, le=MAX_QUANTITY, description=f"1 to {MAX_QUANTITY} units")
+    # The configured MAX_LINE_QUANTITY (at most this) is checked when the order is priced.
+    quantity: StrictInt = Field(
+        ge=1,
+        le=MAX_QUANTITY,
+        description=f"1 to MAX_LINE_QUANTITY units (10 unless configured, at most {MAX_QUANTITY})",
+    )
 
 
 class AddressIn(_Strict):

@@ -49,16 +49,27 @@ def hash_access_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def create_order(session: AsyncSession, data: OrderCreate) -> tuple[Order, str]:
+async def create_order(
+    session: AsyncSession, data: OrderCreate, *, max_line_quantity: int
+) -> tuple[Order, str]:
     """Price `data` from the catalog and insert a `pending` order; returns it and its access token.
 
     Every problem with the items is reported at once (422 `invalid_items`, one detail per item) and
-    nothing is written.
+    nothing is written. A line may hold at most `max_line_quantity` units (MAX_LINE_QUANTITY).
     """
     products = await products_by_sku(session, (item.sku for item in data.items))
     problems: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(data.items):
+        if item.quantity > max_line_quantity:
+            problems.append(
+                _problem(
+                    f"body.items.{index}.quantity",
+                    "quantity_too_large",
+                    f"line {index + 1} ({item.sku}): {item.quantity} units, at most "
+                    f"{max_line_quantity} per line",
+                )
+            )
         field = f"body.items.{index}.sku"
         product = products.get(item.sku)
         if item.sku in seen:

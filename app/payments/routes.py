@@ -147,13 +147,17 @@ def _storefront_redirect(storefront_url: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _rejection_page(message: str) -> HTMLResponse:
+def _rejection_page(message: str, storefront_url: str) -> HTMLResponse:
+    sentence = message[:1].upper() + message[1:]
+    # The shop's home: STOREFRONT_URL is its return page, which has no order to show this payer.
+    shop = urlunsplit(urlsplit(storefront_url)._replace(path="/", query="", fragment=""))
     page = (
         "<!doctype html><html lang=en><meta charset=utf-8><title>Payment link not recognised</title>"
         "<body style='font-family:sans-serif;max-width:36em;margin:3em auto'>"
         "<h1>We could not recognise this payment link</h1>"
-        f"<p>{html.escape(message)}.</p><p>No payment was recorded from this link. If you paid, your "
-        "order will update by itself within a few minutes.</p></body></html>"
+        f"<p>{html.escape(sentence)}.</p><p>No payment was recorded from this link. If you paid, your "
+        "order will update by itself within a few minutes.</p>"
+        f'<p><a href="{html.escape(shop)}">Back to the shop</a></p></body></html>'
     )
     return HTMLResponse(page, status_code=400)
 
@@ -198,7 +202,7 @@ async def callback(
             provider_timeout=settings.callback_provider_timeout_seconds,
         )
     except service.CallbackRejected as exc:
-        return _rejection_page(str(exc))
+        return _rejection_page(str(exc), settings.storefront_url)
     target = _storefront_redirect(
         settings.storefront_url, order_id=str(outcome.order_id), status=outcome.status
     )

@@ -12,8 +12,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.config import Settings
+from app.main import create_app
 from app.models import Order, OrderLine, OrderTransition
 from app.orders import service
+from app.orders.schemas import MAX_QUANTITY
+from app.providers.fintecture.settings import FintectureSettings
 from tests.integration.orders_helpers import NO_ROWS, order_body, put_product, row_counts
 
 
@@ -126,10 +130,20 @@ async def test_later_price_changes_do_not_touch_existing_orders(
     assert again.json()["lines"][0]["unit_amount"] == 1250
 
 
-async def test_largest_allowed_order(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
-    for i in range(50):
-        await put_product(client, admin_headers, f"sku-{i:02d}", 10_000_000_000)
-    response = await client.post("/orders", json=order_body([(f"sku-{i:02d}", 1000) for i in range(50)]))
+async def test_largest_allowed_order(settings: Settings, admin_headers: dict[str, str]) -> None:
+    # MAX_LINE_QUANTITY at the schema's ceiling: the largest order any configuration accepts.
+    app = create_app(
+        settings.model_copy(update={"max_line_quantity": MAX_QUANTITY}),
+        [FintectureSettings(_env_file=None)],  # type: ignore[call-arg]
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://checkout.test") as client,
+    ):
+        for i in range(50):
+            await put_product(client, admin_headers, f"sku-{i:02d}", 10_000_000_000)
+        items = [(f"sku-{i:02d}", MAX_QUANTITY) for i in range(50)]
+        response = await client.post("/orders", json=order_body(items))
     assert response.status_code == 201, response.text
     assert response.json()["total_amount"] == 50 * 1000 * 10_000_000_000
 
