@@ -106,6 +106,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # Each process builds its own app, engine and pool from the environment, and runs its own
     # inbox worker, sweeper and dispatcher: they share work through row claims (SKIP LOCKED).
     config = server_config("app.main:create_app", factory=True, workers=args.workers, **options)
+    # ...and their metrics through one directory, named before they start so they inherit it.
+    from app import metrics
+
+    metrics.prepare_multiprocess_dir()
     Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
