@@ -48,8 +48,10 @@ def migrate(database_url: str) -> None:
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
+    from app.migrations_info import head_revision
+
     migrate(_settings().database_url)
-    print("database migrated to head")
+    logging_setup.get_logger("checkout.migrate").info("database_migrated", revision=head_revision())
 
 
 def _serve_failed(reason: str, **fields: object) -> NoReturn:
@@ -215,8 +217,36 @@ def _positive_int(value: str) -> int:
     return number
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is a JSON line on stderr too."""
+
+    def error(self, message: str) -> NoReturn:
+        logging_setup.get_logger("checkout").error("usage_error", reason=message, usage=self.format_usage())
+        sys.exit(2)
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Run the command; a failure it did not log (`sys.exit("reason")`, an exception) is one JSON
+    line on stderr and a non-zero exit, never plain text or a bare traceback."""
+    log = logging_setup.get_logger("checkout")
+    try:
+        args.func(args)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            log.error("command_failed", command=args.command, reason=exc.code)
+            raise SystemExit(1) from None
+        raise
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        log.error("command_failed", command=args.command, exc_info=exc)
+        raise SystemExit(1) from None
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="checkout", description="Pay-by-bank checkout backend")
+    # JSON from the first line on (settings, read next, may set another level).
+    logging_setup.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    parser = _Parser(prog="checkout", description="Pay-by-bank checkout backend")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the API (settings from the environment)")
@@ -273,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_events_replay)
 
     args = parser.parse_args(argv)
-    args.func(args)
+    _run(args)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db import DatabaseUnavailable, database_error_summary, is_database_unavailable, is_pool_exhausted
 from app.logging_setup import get_logger
+from app.request_id import current as current_request_id
 
 log = get_logger(__name__)
 
@@ -156,7 +157,7 @@ def database_error_response(exc: BaseException) -> JSONResponse | None:
 
 def _internal_error(scope: Scope, exc: BaseException) -> JSONResponse:
     """Log the exception once, with a request id the client gets too (the path, never the query)."""
-    request_id = uuid.uuid4().hex
+    request_id = current_request_id() or uuid.uuid4().hex
     log.error(
         "unhandled_error",
         request_id=request_id,

@@ -26,6 +26,7 @@ from app.payouts.routes import router as payouts_router
 from app.providers import registry
 from app.providers.base import ProviderSettings
 from app.ratelimit import RateLimiter
+from app.request_id import RequestIdMiddleware
 from app.storefront.routes import router as storefront_router
 
 API_DESCRIPTION = """
@@ -111,6 +112,9 @@ def create_app(
     app.add_middleware(UnhandledErrorMiddleware)
     # ...and that answer, like every other, carries the security headers: added last, outermost.
     app.add_middleware(SecurityHeadersMiddleware)
+    # Around the error and header middlewares: the request id and the access line cover every
+    # answer, a 500 included.
+    app.add_middleware(RequestIdMiddleware)
     # Outermost of all, so every answer is counted, the ones middlewares make included.
     app.add_middleware(metrics.RequestMetricsMiddleware)
 

@@ -19,6 +19,11 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app import logging_setup
+from app import request_id as request_ids
+
+log = logging_setup.get_logger("app.access")
+
 # Browsers send a few kilobytes at most; a provider's signed webhook, under 2 KiB of headers.
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
 # After the 431, what the client is still sending is read and dropped for a moment before the
@@ -32,7 +37,7 @@ class _HeadTooLarge(Exception):
     pass
 
 
-def _head_too_large_response() -> bytes:
+def _head_too_large_response(request_id: str) -> bytes:
     body = json.dumps(
         {
             "error": {
@@ -47,12 +52,10 @@ def _head_too_large_response() -> bytes:
         f"content-length: {len(body)}\r\n"
         "cache-control: no-store\r\n"
         "x-content-type-options: nosniff\r\n"
+        f"x-request-id: {request_id}\r\n"
         "connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
-
-
-_HEAD_TOO_LARGE = _head_too_large_response()
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -88,7 +91,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse_head(self) -> None:
         self._head_too_large = True
         if not self.transport.is_closing() and self._linger is None:
-            self.transport.write(_HEAD_TOO_LARGE)
+            # The app never sees this request: the id and the access line are made here.
+            request_id = request_ids.new_id()
+            log.info("request", request_id=request_id, status=431, reason="request head too large")
+            self.transport.write(_head_too_large_response(request_id))
             self._linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, self.transport.close)
 
     def _count(self, size: int) -> None:
@@ -127,7 +133,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def server_config(app: Any, **options: Any) -> uvicorn.Config:
-    """uvicorn's configuration for `app`; `options` are uvicorn's (host, port, log_level...)."""
+    """uvicorn's configuration for `app`; `options` are uvicorn's (host, port, log_level...).
+
+    The server's own lines are JSON (uvicorn's default log_config installs plain-text formatters),
+    and its access log is off: the app logs one access line per request with its request id and
+    duration (app/request_id.py)."""
+    options.setdefault("log_config", logging_setup.server_log_config())
+    options.setdefault("access_log", False)
     return uvicorn.Config(
         app,
         http=BoundedHttpToolsProtocol,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -14,6 +15,11 @@ from app.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+
+# Run by the `alembic` command: alembic.ini's logging (JSON lines). Run by the service or `checkout
+# migrate`, the process's logging is configured already and left alone.
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def _database_url() -> str:

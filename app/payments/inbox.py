@@ -21,7 +21,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import database_error_summary, is_database_unavailable, is_pool_exhausted, transaction
-from app.logging_setup import get_logger
+from app.logging_setup import get_logger, log_after_commit
 from app.models import InboxOutcome, ProviderEvent, TransitionSource
 from app.payments import repository, writer
 from app.payments.refunds import apply_refund_observation
@@ -37,7 +37,7 @@ _MAX_TEXT = 128  # the inbox's short text columns
 
 async def record(db: AsyncSession, provider: str, hint: WebhookHint, raw_body: bytes) -> bool:
     """Store a verified delivery; False when this delivery id was already stored."""
-    return await repository.insert_event(
+    stored = await repository.insert_event(
         db,
         {
             "provider": provider,
@@ -50,6 +50,17 @@ async def record(db: AsyncSession, provider: str, hint: WebhookHint, raw_body: b
             "attempts": 0,
         },
     )
+    log_after_commit(
+        db,
+        log,
+        "webhook_accepted",
+        provider=provider,
+        event_id=hint.delivery_id,
+        event_type=hint.event_type,
+        provider_session_id=hint.provider_session_id,
+        duplicate=not stored,
+    )
+    return stored
 
 
 @dataclass

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import request_id
 from app.config import Settings
 from app.db import transaction
 from app.errors import ApiError
@@ -166,6 +167,7 @@ async def open_session(
     reservation under the same lock, waits (holding nothing) until the first has attached the
     provider's session, and returns it.
     """
+    request_id.bind(order_id=str(order_id))
     deadline = time.monotonic() + reservation_timeout(settings).total_seconds()
     while True:
         async with transaction(sessionmaker) as db:
@@ -366,6 +368,7 @@ async def handle_callback(
         session = await repository.find_session_by_state(db, state)
     if session is None or not return_names(hints, session.provider, session.provider_session_id):
         raise CallbackRejected("this payment link does not match a payment we started")
+    request_id.bind(order_id=str(session.order_id), payment_session_id=str(session.id))
     try:
         result = await sync_session(
             sessionmaker,

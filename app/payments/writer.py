@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import metrics
 from app.events import outbox
+from app.logging_setup import get_logger, log_after_commit
 from app.models import Order, OrderTransition, PaymentSession, Refund, TransitionSource
 from app.money import to_minor_units
 from app.orders import states as order_states
@@ -48,6 +49,8 @@ from app.payments import repository
 from app.payments import states as payment_states
 from app.payments.states import ORDER_STATUS_FOR
 from app.providers.base import CreatedRefund, CreatedSession, PaymentSnapshot, PaymentStatus
+
+log = get_logger(__name__)
 
 PAID_FAMILY = frozenset({OrderStatus.PAID, OrderStatus.PARTIALLY_REFUNDED, OrderStatus.REFUNDED})
 
@@ -92,6 +95,18 @@ def _transition(
     order.status = target
     if target is OrderStatus.NEEDS_REVIEW:
         order.review_reason = reason
+    log_after_commit(
+        db,
+        log,
+        "order_transition",
+        order_id=str(order.id),
+        provider=payment.provider if payment else None,
+        from_status=previous.value,
+        to_status=target.value,
+        source=source.value,
+        payment_session_id=str(session_id) if session_id else None,
+        reason=reason,
+    )
     outbox.order_moved(
         db,
         order,
@@ -117,6 +132,16 @@ def order_created(db: AsyncSession, order: Order) -> None:
         OrderTransition(
             order_id=order.id, from_status=None, to_status=order.status, source=TransitionSource.API
         )
+    )
+    log_after_commit(
+        db,
+        log,
+        "order_transition",
+        order_id=str(order.id),
+        provider=None,
+        from_status=None,
+        to_status=order.status.value,
+        source=TransitionSource.API.value,
     )
 
 

@@ -28,10 +28,13 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events import outbox
+from app.logging_setup import get_logger, log_after_commit
 from app.models import Payout, PayoutTransition, TransitionSource
 from app.money import to_minor_units
 from app.payouts import repository, states
 from app.providers.base import CreatedPayout, PaymentSnapshot, PayoutDelivery, PayoutStatus
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,17 @@ def _move(
     payout.status = target
     if target is PayoutStatus.NEEDS_REVIEW:
         payout.review_reason = (reason or "needs review")[:500]
+    log_after_commit(
+        db,
+        log,
+        "payout_transition",
+        payout_id=str(payout.id),
+        provider=payout.provider,
+        from_status=previous.value,
+        to_status=target.value,
+        source=source.value,
+        reason=reason,
+    )
     outbox.payout_moved(db, payout, previous, source=source, reason=reason)
 
 

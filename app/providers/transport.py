@@ -71,10 +71,11 @@ def json_object(
 def logged_error(provider: str, error: ProviderError, context: str) -> ProviderError:
     """Log a provider's refusal (no body, no secret) and hand the error back to raise."""
     log.warning(
-        f"{provider}.error",
-        context=context,
+        "provider_error",
+        provider=provider,
+        operation=context,
+        kind=error.code or "http_error",
         http_status=error.http_status,
-        code=error.code,
         log_id=error.log_id,
     )
     return error
@@ -158,6 +159,7 @@ class Transport:
                     await self._back_off(attempt, path, type(exc).__name__)
                     attempt += 1
                     continue
+                self._log_network_error(request, exc)
                 raise ProviderError(
                     f"{self._provider} unreachable ({type(exc).__name__})",
                     code="network_error",
@@ -169,6 +171,7 @@ class Transport:
                     attempt += 1
                     continue
                 outcome = "" if idempotent else "; the request may have been processed"
+                self._log_network_error(request, exc)
                 raise ProviderError(
                     f"{self._provider} call failed ({type(exc).__name__}){outcome}",
                     code="network_error",
@@ -204,6 +207,15 @@ class Transport:
         finally:
             elapsed = time.perf_counter() - started
             metrics.provider_call(self._event, request.method, request.url.path, outcome, elapsed)
+
+    def _log_network_error(self, request: httpx.Request, exc: Exception) -> None:
+        log.warning(
+            "provider_error",
+            provider=self._event,
+            operation=f"{request.method} {request.url.path}",
+            kind="network_error",
+            error=type(exc).__name__,
+        )
 
     def backoff_delay(self, attempt: int) -> float:
         """Equal jitter: half the ceiling plus a random half, so retries spread out but never hit 0."""

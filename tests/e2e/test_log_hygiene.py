@@ -2,7 +2,8 @@
 checkout with each provider, a refund, an operator's reads and sync, and forged or wrong requests:
 it holds none of the secrets it was given and none of the tokens issued along the way (order
 access tokens, state tokens, the providers' access tokens, the webview's code), nor the
-customer's email. The access log still records every request, query keys without their values."""
+customer's name and email, nor the payee's IBAN. Every line is one JSON object; the access log still
+records every request, query keys without their values."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 from sqlalchemy import select
 
 from app.models import PaymentSession, Refund
+from tests.e2e.test_json_logs import parse_lines
 from tests.support.process_stack import CUSTOMER, ProcessStack, process_stack
 
 
@@ -95,15 +97,26 @@ async def test_the_log_holds_no_secret_and_no_token(database_url: str, clean_dat
         log = stack.service.log()
 
     secrets = {name: piece for name, value in stack.secrets.items() for piece in _secret_pieces(value)}
-    looked_for = {**secrets, **issued, "customer email": CUSTOMER["email"]}
+    looked_for = {
+        **secrets,
+        **issued,
+        "customer email": CUSTOMER["email"],
+        "customer name": CUSTOMER["name"],
+        "beneficiary IBAN": stack.service.env["POWENS_BENEFICIARY_IBAN"],
+        "wrong bearer token": "wrong-token-value",
+    }
     assert len([name for name in issued if "state" in name]) >= 3
     assert any(name.startswith("fintecture access token") for name in issued)
     assert any(name.startswith("powens token") for name in issued)
     found = sorted(name for name, value in looked_for.items() if value in log)
     assert found == [], found
     # The access log did record the payers' returns and the forged one, keys only.
-    returns = [line for line in log.splitlines() if '"GET /callback?' in line]
+    lines = parse_lines(log)
+    returns = [e for e in lines if e["event"] == "request" and e["path"].startswith("/callback?")]
     assert len(returns) >= 3, log[-3000:]
-    assert all("state&" in line or "&state " in line for line in returns)
-    assert not any("=" in line for line in returns), returns
+    assert all("state" in e["path"].split("?")[1].split("&") for e in returns)
+    assert not any("=" in e["path"] for e in returns), returns
     assert "forged-state-value" not in log
+    # And the provider calls, by the HTTP client, keep their query keys only.
+    client_lines = [e["event"] for e in lines if e["logger"] == "httpx"]
+    assert client_lines and not any("=" in event for event in client_lines), client_lines
