@@ -52,6 +52,11 @@ from app.orders.states import OrderStatus
 log = get_logger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+if os.environ.get(MULTIPROC_ENV):
+    # An unlabelled counter opens its file as it is built, below: a directory named but not made
+    # yet (the serve command's parent imports this before it prepares the directory) must not
+    # stop the process.
+    Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
 
 # Counters and histograms of this process; in multiprocess mode their values live in the shared
 # directory's files instead, and a scrape reads those.

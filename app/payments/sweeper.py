@@ -20,14 +20,28 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app import metrics
 from app.db import transaction
 from app.logging_setup import get_logger
-from app.models import TransitionSource
+from app.models import PaymentSession, TransitionSource
 from app.payments import repository, writer
 from app.payments.refunds import sync_refund
+from app.payments.repository import EXPIRY_GRACE
 from app.payments.service import load_session, sync_session, utcnow
 from app.payouts import sync as payout_sync
-from app.providers.base import Provider, ProviderError
+from app.providers.base import PaymentSnapshot, PaymentStatus, Provider, ProviderError
 
 log = get_logger(__name__)
+
+# Reads in a row answered 404, past the session's expiry, before the sweeper settles it.
+UNKNOWN_SESSION_ATTEMPTS = 3
+_SETTLE_UNKNOWN = {
+    PaymentStatus.OPEN: (
+        PaymentStatus.EXPIRED,
+        "expired: the provider no longer knows this session (404) after its expiry",
+    ),
+    PaymentStatus.PROCESSING: (
+        PaymentStatus.NEEDS_REVIEW,
+        "the provider no longer knows this session (404) it reported processing: check the money by hand",
+    ),
+}
 
 
 @dataclass
@@ -58,6 +72,7 @@ async def sweep(
         claimed = await repository.claim_stale_sessions(db, now=now, stale_after=stale_after, batch=batch)
     for session_id in claimed:
         result.claimed += 1
+        session: PaymentSession | None = None
         try:
             session = await load_session(sessionmaker, session_id)
             outcome = await sync_session(
@@ -65,6 +80,8 @@ async def sweep(
             )
             result.changed += int(outcome.order_changed)
         except Exception as exc:  # one bad session must not stop the pass
+            if session is not None and await _settle_unknown(sessionmaker, session, exc, result):
+                continue
             result.errors += 1
             error = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
             await _record_sync_error(sessionmaker, session_id, error)
@@ -127,6 +144,62 @@ async def _sweep_refunds(
             async with transaction(sessionmaker) as db:
                 await repository.record_refund_sync_error(db, refund_id, error)
             log.warning("sweeper_refund_sync_failed", refund_id=str(refund_id), error=error)
+
+
+async def _settle_unknown(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session: PaymentSession,
+    exc: Exception,
+    result: SweepResult,
+) -> bool:
+    """A session its provider answers 404 for, past its expiry, UNKNOWN_SESSION_ATTEMPTS reads in
+    a row, stops being polled (else it would be asked about every period, forever).
+
+    Never paid on a 404: an `open` one (the payer never authorised, as far as we ever heard) is
+    expired, and a payment the provider reports later still moves its order to paid; a
+    `processing` one (money may have moved) goes to a person as `needs_review`. False when the
+    rule does not apply yet: the error is recorded as any other.
+    """
+    now = utcnow()
+    if not (
+        isinstance(exc, ProviderError)
+        and exc.http_status == 404
+        and session.expires_at + EXPIRY_GRACE < now
+        and session.sync_attempts + 1 >= UNKNOWN_SESSION_ATTEMPTS
+        and session.status in _SETTLE_UNKNOWN
+    ):
+        return False
+    target, reason = _SETTLE_UNKNOWN[session.status]
+    # Only the override counts: the rest repeats what was last heard, so nothing else changes.
+    last_heard = PaymentSnapshot(
+        provider=session.provider,
+        provider_session_id=session.provider_session_id or "",
+        status=session.status,
+        raw_status=session.provider_status or "",
+        transfer_state=session.transfer_state,
+        amount=None,
+        currency=None,
+        communication=None,
+    )
+    async with transaction(sessionmaker) as db:
+        applied = await writer.apply(
+            db,
+            session.id,
+            last_heard,
+            source=TransitionSource.POLL,
+            observed_at=now,
+            override=target,
+            override_reason=reason,
+        )
+    result.changed += int(applied.order_changed)
+    log.warning(
+        "sweeper_session_unknown_to_provider",
+        session_id=str(session.id),
+        attempts=session.sync_attempts + 1,
+        session_status=applied.session_status.value,
+        order_status=applied.order_status.value,
+    )
+    return True
 
 
 async def _record_sync_error(

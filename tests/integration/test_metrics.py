@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -145,3 +150,72 @@ async def test_two_processes_sharing_the_directory_are_summed(
             ("checkout_orders_needs_review", frozenset())
         ]
     assert not os.environ.get(metrics.MULTIPROC_ENV)  # the test process itself stayed single
+
+
+async def test_checkout_serve_with_two_workers_sums_them(
+    database_url: str, clean_database: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "metrics"
+    service = ServiceProcess(
+        {
+            "DATABASE_URL": database_url,
+            "ADMIN_API_KEY": ADMIN_KEY,
+            "METRICS_TOKEN": TOKEN,
+            "WORKERS_ENABLED": "false",
+            "RATE_LIMIT_ENABLED": "false",
+            metrics.MULTIPROC_ENV: str(directory),
+        }
+    )
+    command = ["serve", "--host", "127.0.0.1", "--port", str(service.port), "--workers", "2"]
+    with service.log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *command],
+            cwd=service.workdir,
+            env=service.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        # Each worker opens its counter file as it imports the metrics: two files, two processes.
+        while len(list(directory.glob("counter_*.db"))) < 2:
+            assert process.poll() is None, service.log()
+            assert time.monotonic() < deadline, service.log()
+            await asyncio.sleep(0.1)
+        while service.log().count("Application startup complete") < 2:  # both workers serve
+            assert process.poll() is None and time.monotonic() < deadline, service.log()
+            await asyncio.sleep(0.1)
+        requests = 40
+        for _ in range(requests):  # a new connection each, so both workers take some
+            async with httpx.AsyncClient(timeout=10) as http:
+                response = await http.get(f"{service.url}/products")
+                assert response.status_code == 200, response.text
+        per_worker = [
+            sum(
+                sample.value
+                for family in prometheus_multiprocess.MultiProcessCollector.merge([str(path)])
+                for sample in family.samples
+                if sample.name == "checkout_http_requests_total" and sample.labels["route"] == "/products"
+            )
+            for path in directory.glob("counter_*.db")
+        ]
+        assert len(per_worker) == 2 and sum(per_worker) == requests and min(per_worker) > 0, per_worker
+        key = (
+            "checkout_http_requests_total",
+            frozenset({("method", "GET"), ("route", "/products"), ("status", "200")}),
+        )
+        for _ in range(6):  # whichever worker answers the scrape, it shows both workers' requests
+            async with httpx.AsyncClient(timeout=10) as http:
+                scrape = await http.get(
+                    f"{service.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
+                )
+            assert scrape.status_code == 200, scrape.text
+            assert _samples(scrape.text)[key] == requests
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
