@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from app.deps import EngineDep
@@ -15,12 +15,50 @@ from app.migrations_info import head_revision
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up")
+class Liveness(BaseModel):
+    """The process answers."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
+    status: str = Field(description="Always `ok`")
+
+
+@router.get(
+    "/healthz",
+    summary="The process is up",
+    description="Liveness: answers 200 as long as the process serves requests; reads nothing. Public.",
+    response_model=Liveness,
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+_NOT_READY = {
+    "status": "unavailable",
+    "database": "not migrated",
+    "migration": "0005",
+    "expected_migration": "0006",
+    "detail": None,
+}
+
+
 class Readiness(BaseModel):
+    """Whether the service can serve: its database is reachable and migrated to the code's head."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ready",
+                    "database": "ok",
+                    "migration": "0006",
+                    "expected_migration": None,
+                    "detail": None,
+                }
+            ]
+        }
+    )
+
     status: str = Field(description="`ready` or `unavailable`")
     database: str = Field(description="`ok`, `unreachable` or `not migrated`")
     migration: str | None = Field(default=None, description="The database's migration")
@@ -31,8 +69,18 @@ class Readiness(BaseModel):
 @router.get(
     "/readyz",
     summary="The database is reachable and migrated to head",
+    description=(
+        "Readiness: 200 when the database answers and its migration is the code's head; 503 with the "
+        "reason otherwise (never the error shape: a load balancer reads `status`). Public."
+    ),
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "Not ready: the database is unreachable or behind"}},
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "Not ready: the database is unreachable or behind",
+            "content": {"application/json": {"example": _NOT_READY}},
+        }
+    },
 )
 async def readyz(engine: EngineDep) -> JSONResponse:
     body: dict[str, Any] = {"status": "ready", "database": "ok"}

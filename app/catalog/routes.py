@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
@@ -10,16 +10,24 @@ from app.auth import RequireAdmin
 from app.catalog import repository
 from app.catalog.schemas import SKU_PATTERN, ProductList, ProductOut, ProductUpsert
 from app.deps import DbSession
+from app.openapi import error
 
 router = APIRouter(tags=["catalog"])
 
-_ERRORS: dict[int | str, dict[str, str]] = {
-    401: {"description": "Missing or wrong operator key"},
-    422: {"description": "Invalid SKU or product fields (unknown fields are rejected)"},
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: error("Invalid SKU or product fields (unknown fields are rejected)", "validation_error"),
 }
 
 
-@router.get("/products", summary="Active products, by name", response_model=ProductList)
+@router.get(
+    "/products",
+    summary="Active products, by name",
+    description=(
+        "Public: the catalog a storefront shows, active products only, sorted by name. Prices are in "
+        "minor units (`unit_amount`) and as a decimal string (`amount`); an order is priced from here."
+    ),
+    response_model=ProductList,
+)
 async def list_products(session: DbSession) -> ProductList:
     products = await repository.list_active_products(session)
     return ProductList(items=[ProductOut.model_validate(product) for product in products])
@@ -38,7 +46,9 @@ async def list_products(session: DbSession) -> ProductList:
     dependencies=[RequireAdmin],
 )
 async def put_product(
-    sku: Annotated[str, Path(pattern=SKU_PATTERN, description="1-64 of A-Z a-z 0-9 . _ -")],
+    sku: Annotated[
+        str, Path(pattern=SKU_PATTERN, description="1-64 of A-Z a-z 0-9 . _ -", examples=["espresso-1kg"])
+    ],
     body: ProductUpsert,
     session: DbSession,
     response: Response,

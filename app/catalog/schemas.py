@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, computed_field
 
@@ -53,8 +53,12 @@ class ProductUpsert(BaseModel):
         },
     )
 
-    name: Annotated[str, Text(200, min_length=1)]  # products.name
-    description: Annotated[str, Text(2000, multiline=True)] = ""
+    name: Annotated[str, Text(200, min_length=1)] = Field(  # products.name
+        description="Shown to the shopper and copied onto order lines"
+    )
+    description: Annotated[str, Text(2000, multiline=True)] = Field(
+        default="", description="Longer text for the storefront; may span lines"
+    )
     unit_amount: StrictInt = Field(
         gt=0, le=MAX_UNIT_AMOUNT, description="Price of one unit in minor units (cents): 2450 = 24.50 EUR"
     )
@@ -62,30 +66,31 @@ class ProductUpsert(BaseModel):
     active: StrictBool = Field(default=True, description="Inactive products are hidden and cannot be ordered")
 
 
+PRODUCT_EXAMPLE: dict[str, Any] = {
+    "sku": "espresso-1kg",
+    "name": "Espresso beans, 1 kg",
+    "description": "Single-origin, medium roast.",
+    "unit_amount": 2450,
+    "amount": "24.50",
+    "currency": "EUR",
+    "active": True,
+}
+
+
 class ProductOut(BaseModel):
+    """A catalog product."""
+
     model_config = ConfigDict(
         from_attributes=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "sku": "espresso-1kg",
-                    "name": "Espresso beans, 1 kg",
-                    "description": "Single-origin, medium roast.",
-                    "unit_amount": 2450,
-                    "amount": "24.50",
-                    "currency": "EUR",
-                    "active": True,
-                }
-            ]
-        },
+        json_schema_extra={"examples": [PRODUCT_EXAMPLE]},
     )
 
-    sku: str
-    name: str
-    description: str
+    sku: str = Field(description="Stock keeping unit, the product's key")
+    name: str = Field(description="Shown to the shopper")
+    description: str = Field(description="Longer text for the storefront")
     unit_amount: int = Field(description="Price of one unit in minor units")
-    currency: str
-    active: bool
+    currency: str = Field(description="ISO 4217 code of the price")
+    active: bool = Field(description="Whether it can be ordered; the public list shows active products only")
 
     @computed_field(description='The same price as a decimal string, e.g. "24.50"')  # type: ignore[prop-decorator]
     @property
@@ -94,4 +99,8 @@ class ProductOut(BaseModel):
 
 
 class ProductList(BaseModel):
-    items: list[ProductOut]
+    """Active products, by name."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [PRODUCT_EXAMPLE]}]})
+
+    items: list[ProductOut] = Field(description="The products")

@@ -20,11 +20,11 @@ from app.events.schemas import (
     ReplayOut,
 )
 from app.models import DeliveryStatus
+from app.openapi import error
 
 router = APIRouter(tags=["events"], dependencies=[Depends(require_admin)])
 
-_OPERATOR: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or wrong operator key"}}
-_ONE: dict[int | str, dict[str, Any]] = {**_OPERATOR, 404: {"description": "No such event"}}
+_ONE: dict[int | str, dict[str, Any]] = {404: error("No such event", "not_found")}
 EventId = Annotated[
     str,
     Path(
@@ -48,7 +48,12 @@ DispatcherDep = Annotated[OutboxDispatcher, Depends(_dispatcher)]
     "/events/outbound",
     response_model=OutboundEventPage,
     summary="Operator: outbound events and their deliveries, newest first",
-    responses={**_OPERATOR, 422: {"description": "Invalid filter or cursor"}},
+    description=(
+        "The events sent to the merchant's systems (MERCHANT_WEBHOOK_URLS), each with its deliveries "
+        "and every attempt. Filter by `type`, `order_id`, `payout_id` or `delivery_status`; page with "
+        "`limit` and `cursor`."
+    ),
+    responses={422: error("An invalid filter or cursor", "validation_error", "invalid_cursor")},
 )
 async def list_outbound_events(
     db: DbSession,
@@ -87,6 +92,7 @@ async def list_outbound_events(
     "/events/outbound/{event_id}",
     response_model=OutboundEventOut,
     summary="Operator: an outbound event, its deliveries and every attempt",
+    description="One event by its `webhook-id` (`evt_...`), with each delivery and every HTTP attempt.",
     responses=_ONE,
 )
 async def get_outbound_event(event_id: EventId, db: DbSession) -> OutboundEventOut:
@@ -98,7 +104,6 @@ async def get_outbound_event(event_id: EventId, db: DbSession) -> OutboundEventO
     response_model=ReplayOut,
     summary="Operator: send every parked delivery again",
     description="Each parked delivery is due again with a fresh attempt count, in its stream's order.",
-    responses=_OPERATOR,
 )
 async def replay_parked(db: DbSession, dispatcher: DispatcherDep) -> ReplayOut:
     replayed = await service.replay_parked(db)
@@ -115,7 +120,7 @@ async def replay_parked(db: DbSession, dispatcher: DispatcherDep) -> ReplayOut:
         "Every delivery of the event, delivered or parked, is due again with a fresh attempt count "
         "and the same `webhook-id`, so a receiver that already has it can tell."
     ),
-    responses={**_ONE, 409: {"description": "`event_not_routed`: the event has not been sent yet"}},
+    responses={**_ONE, 409: error("`event_not_routed`: the event has not been sent yet", "event_not_routed")},
 )
 async def replay_outbound_event(event_id: EventId, db: DbSession, dispatcher: DispatcherDep) -> ReplayOut:
     replayed = await service.replay_event(db, event_id)
@@ -134,7 +139,7 @@ async def replay_outbound_event(event_id: EventId, db: DbSession, dispatcher: Di
         "after a fix, or for events that were given up. Events being processed right now are left "
         "alone."
     ),
-    responses={**_OPERATOR, 422: {"description": "No criterion, or an invalid one"}},
+    responses={422: error("No criterion, or an invalid one", "validation_error")},
 )
 async def replay_inbound_events(
     body: InboundReplayRequest, db: DbSession, workers: WorkersDep

@@ -31,6 +31,9 @@ from app.models.base import Base, enum_column
 
 
 class DeliveryStatus(StrEnum):
+    """Where a delivery stands: `pending` (to send, now or after its back-off), `delivered` (the
+    endpoint answered 2xx), `parked` (given up after the last attempt; an operator can replay it)."""
+
     PENDING = "pending"  # to send (now, or after its back-off)
     DELIVERED = "delivered"  # the endpoint answered 2xx
     PARKED = "parked"  # gave up after the maximum attempts; an operator can replay it

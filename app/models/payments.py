@@ -107,6 +107,8 @@ class Refund(Timestamped, Base):
 
 
 class InboxOutcome(StrEnum):
+    """How processing a stored provider event ended: `applied`, or `gave_up` after its last attempt."""
+
     APPLIED = "applied"
     GAVE_UP = "gave_up"
 

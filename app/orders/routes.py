@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from app.auth import OrderBearer, RequireAdmin
 from app.deps import DbSession, SettingsDep
 from app.idempotency import fingerprint_of, idempotent
+from app.openapi import error
 from app.orders import service
 from app.orders.schemas import (
     OrderCreate,
@@ -29,13 +30,11 @@ router = APIRouter(tags=["orders"])
 
 CREATE_SCOPE = "orders.create"
 
-_TOO_MANY = {"description": "Too many requests from this client (Retry-After says when to retry)"}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {
-        "description": (
-            "No such order, or the token is missing or not this order's: the same answer in every case"
-        )
-    }
+    404: error(
+        "No such order, or the token is missing or not this order's: the same answer in every case",
+        "not_found",
+    )
 }
 
 
@@ -59,11 +58,18 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status_code=201,
     response_model=OrderCreated,
     responses={
-        400: {"description": "Malformed JSON or an invalid Idempotency-Key"},
-        409: {"description": "A request with this Idempotency-Key is still in progress"},
-        413: {"description": "Body too large"},
-        422: {"description": "Invalid request, invalid items (`invalid_items`) or key reuse"},
-        429: _TOO_MANY,
+        400: error(
+            "Malformed JSON or an invalid Idempotency-Key", "malformed_json", "invalid_idempotency_key"
+        ),
+        409: error("A request with this Idempotency-Key is still in progress", "idempotency_key_in_progress"),
+        422: error(
+            "Invalid request, invalid items (`invalid_items`: unknown, inactive or not priced in "
+            "`currency`, over MAX_LINE_QUANTITY) or the Idempotency-Key used with another body",
+            "validation_error",
+            "invalid_items",
+            "idempotency_key_reused",
+        ),
+        503: error("No free order reference could be allocated; retry", "unavailable"),
     },
     dependencies=[rate_limited(Limit.ORDER_CREATE)],
 )
@@ -96,7 +102,7 @@ async def create_order(
         "for the operator key only."
     ),
     response_model=OrderOut,
-    responses={**_NOT_FOUND, 429: _TOO_MANY},
+    responses=_NOT_FOUND,
     dependencies=[rate_limited(Limit.ORDER_ACCESS)],
 )
 async def get_order(
@@ -109,8 +115,14 @@ async def get_order(
 @router.get(
     "/orders",
     summary="List orders, newest first (operator)",
+    description=(
+        "Summaries (no lines, customer address or payment), filtered by `status` or `reference`; page "
+        "with `limit` and `cursor` (the previous page's `next_cursor`)."
+    ),
     response_model=OrderPage,
-    responses={401: {"description": "Missing or wrong operator key"}},
+    responses={
+        422: error("An invalid filter or cursor", "validation_error", "invalid_cursor"),
+    },
     dependencies=[RequireAdmin],
 )
 async def list_orders(
@@ -142,10 +154,9 @@ async def list_orders(
     ),
     response_model=ReviewResolved,
     responses={
-        401: {"description": "Missing or wrong operator key"},
-        404: {"description": "No such order"},
-        409: {"description": "`review_not_open`: the order is not (or no longer) in needs_review"},
-        422: {"description": "`to` is not `paid` or `failed`, or the note is missing or too long"},
+        404: error("No such order", "not_found"),
+        409: error("`review_not_open`: the order is not (or no longer) in needs_review", "review_not_open"),
+        422: error("`to` is not `paid` or `failed`, or the note is missing or too long", "validation_error"),
     },
     dependencies=[RequireAdmin],
 )

@@ -47,6 +47,8 @@ class _Strict(BaseModel):
 
 
 class OrderItemIn(_Strict):
+    """One line of the order: a SKU and how many."""
+
     sku: Sku
     # The configured MAX_LINE_QUANTITY (at most this) is checked when the order is priced.
     quantity: StrictInt = Field(
@@ -57,11 +59,13 @@ class OrderItemIn(_Strict):
 
 
 class AddressIn(_Strict):
-    street: Annotated[str, Text(200, min_length=1)]
-    number: Annotated[str, Text(20)] | None = None
-    complement: Annotated[str, Text(200)] | None = None
-    zip: Annotated[str, Text(20, min_length=1)]
-    city: Annotated[str, Text(100, min_length=1)]
+    """The customer's postal address."""
+
+    street: Annotated[str, Text(200, min_length=1)] = Field(description="Street name")
+    number: Annotated[str, Text(20)] | None = Field(default=None, description="House number")
+    complement: Annotated[str, Text(200)] | None = Field(default=None, description="Floor, building, c/o...")
+    zip: Annotated[str, Text(20, min_length=1)] = Field(description="Postal code")
+    city: Annotated[str, Text(100, min_length=1)] = Field(description="City")
     country: str = Field(
         pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code, e.g. FR (lower case is accepted)"
     )
@@ -73,12 +77,21 @@ class AddressIn(_Strict):
 
 
 class CustomerIn(_Strict):
+    """Who buys: kept with the order and given to the provider as the payer."""
+
     # Lengths are the orders table's columns (customer_name, customer_email, ...).
-    name: Annotated[str, Text(200, min_length=1)]
-    email: EmailStr = Field(max_length=320)
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ().-]{4,40}$", max_length=40)
-    company: Annotated[str, Text(200, min_length=1)] | None = None
-    address: AddressIn | None = None
+    name: Annotated[str, Text(200, min_length=1)] = Field(description="The payer's full name")
+    email: EmailStr = Field(max_length=320, description="Where the merchant reaches the customer")
+    phone: str | None = Field(
+        default=None,
+        pattern=r"^\+?[0-9 ().-]{4,40}$",
+        max_length=40,
+        description="Digits, spaces, `+ ( ) . -`",
+    )
+    company: Annotated[str, Text(200, min_length=1)] | None = Field(
+        default=None, description="For a business customer"
+    )
+    address: AddressIn | None = Field(default=None, description="Postal address, when the shop asks for one")
 
 
 class OrderCreate(_Strict):
@@ -86,15 +99,19 @@ class OrderCreate(_Strict):
 
     model_config = ConfigDict(json_schema_extra={"examples": [_ORDER_EXAMPLE]})
 
-    items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_LINES)
-    customer: CustomerIn
-    currency: CurrencyCode
+    items: list[OrderItemIn] = Field(
+        min_length=1, max_length=MAX_LINES, description=f"1 to {MAX_LINES} lines, each SKU once"
+    )
+    customer: CustomerIn = Field(description="Who buys")
+    currency: CurrencyCode = Field(description="Every SKU must be priced in it")
 
 
 class OrderLineOut(BaseModel):
-    sku: str
-    name: str
-    quantity: int
+    """A line of the order, priced from the catalog when the order was placed."""
+
+    sku: str = Field(description="The product's SKU")
+    name: str = Field(description="The product's name when the order was placed")
+    quantity: int = Field(description="Units ordered")
     unit_amount: int = Field(description="Unit price in minor units, as priced when the order was placed")
     unit_price: str = Field(description="Unit price as a decimal string")
     line_amount: int = Field(description="quantity x unit_amount, minor units")
@@ -102,20 +119,24 @@ class OrderLineOut(BaseModel):
 
 
 class AddressOut(BaseModel):
-    street: str
-    number: str | None = None
-    complement: str | None = None
-    zip: str
-    city: str
-    country: str
+    """The customer's postal address."""
+
+    street: str = Field(description="Street name")
+    number: str | None = Field(default=None, description="House number")
+    complement: str | None = Field(default=None, description="Floor, building, c/o...")
+    zip: str = Field(description="Postal code")
+    city: str = Field(description="City")
+    country: str = Field(description="ISO 3166-1 alpha-2 code")
 
 
 class CustomerOut(BaseModel):
-    name: str
-    email: str
-    phone: str | None
-    company: str | None
-    address: AddressOut | None
+    """The customer as given when the order was placed."""
+
+    name: str = Field(description="Full name")
+    email: str = Field(description="Email address")
+    phone: str | None = Field(description="Phone number, if given")
+    company: str | None = Field(description="Company, if given")
+    address: AddressOut | None = Field(description="Postal address, if given")
 
 
 class PaymentSummary(BaseModel):
@@ -123,15 +144,15 @@ class PaymentSummary(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
-    session_id: uuid.UUID = Field(validation_alias="id")
-    provider: str
+    session_id: uuid.UUID = Field(validation_alias="id", description="Our id of the session")
+    provider: str = Field(description="The provider the session is open at")
     payment_status: PaymentStatus = Field(
         validation_alias="status", description="The payment's own, provider-neutral status"
     )
     provider_status: str | None = Field(description="The provider's own status, verbatim")
     transfer_state: str | None = Field(description="The provider's transfer state, verbatim")
     connect_url: str | None = Field(description="The provider's hosted page for the payer")
-    expires_at: datetime
+    expires_at: datetime = Field(description="When the session lapses unpaid")
 
     @computed_field(description="What this session means for the order (the order's vocabulary)")  # type: ignore[prop-decorator]
     @property
@@ -140,17 +161,19 @@ class PaymentSummary(BaseModel):
 
 
 class TransitionOut(BaseModel):
+    """One move of the order's state, as recorded."""
+
     model_config = ConfigDict(from_attributes=True)
 
-    from_status: OrderStatus | None
-    to_status: OrderStatus
+    from_status: OrderStatus | None = Field(description="The state before; null for the first")
+    to_status: OrderStatus = Field(description="The state after")
     source: TransitionSource = Field(description="Which path moved the order")
-    provider_status: str | None
-    transfer_state: str | None
-    reason: str | None
+    provider_status: str | None = Field(description="The provider's status that moved it, verbatim")
+    transfer_state: str | None = Field(description="The provider's transfer state then, verbatim")
+    reason: str | None = Field(description="Why, when the writer says (e.g. an amount mismatch)")
     note: str | None = Field(default=None, description="What the operator wrote, when one resolved a review")
-    payment_session_id: uuid.UUID | None
-    created_at: datetime
+    payment_session_id: uuid.UUID | None = Field(description="The payment session it came from, if any")
+    created_at: datetime = Field(description="When it was recorded")
 
 
 _ORDER_OUT_EXAMPLE: dict[str, Any] = {
@@ -202,24 +225,26 @@ _ORDER_OUT_EXAMPLE: dict[str, Any] = {
 
 
 class OrderOut(BaseModel):
+    """An order, its lines, its customer and its latest payment session."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [_ORDER_OUT_EXAMPLE]})
 
-    id: str
+    id: str = Field(description="The order's id (a UUID)")
     reference: str = Field(description="Human reference, also the bank transfer's communication")
-    status: OrderStatus
-    currency: str
+    status: OrderStatus = Field(description="Where the order stands")
+    currency: str = Field(description="ISO 4217 code")
     total_amount: int = Field(description="Total in minor units, computed from the catalog")
     amount: str = Field(description='The total as a decimal string, e.g. "118.00"')
-    lines: list[OrderLineOut]
-    customer: CustomerOut
+    lines: list[OrderLineOut] = Field(description="The order's lines")
+    customer: CustomerOut = Field(description="Who buys")
     payment: PaymentSummary | None = Field(
         default=None, description="The latest payment session, null before the first one"
     )
     transitions: list[TransitionOut] | None = Field(
         default=None, description="State history, oldest first; only with the operator key, null otherwise"
     )
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime = Field(description="When the order was placed")
+    updated_at: datetime = Field(description="When it last changed")
 
     @classmethod
     def of(
@@ -265,6 +290,8 @@ class OrderOut(BaseModel):
 
 
 class OrderCreated(OrderOut):
+    """The order just placed, with its access token (returned only here)."""
+
     model_config = ConfigDict(
         json_schema_extra={"examples": [{**_ORDER_OUT_EXAMPLE, "access_token": "ot_3q2l...kZ8"}]}
     )
@@ -278,17 +305,19 @@ class OrderCreated(OrderOut):
 
 
 class OrderSummary(BaseModel):
+    """An order in a list: no lines, customer or payment."""
+
     model_config = ConfigDict(from_attributes=True)
 
-    id: uuid.UUID
-    reference: str
-    status: OrderStatus
-    currency: str
-    total_amount: int
-    customer_name: str
-    customer_email: str
-    created_at: datetime
-    updated_at: datetime
+    id: uuid.UUID = Field(description="The order's id")
+    reference: str = Field(description="Human reference, also the bank transfer's communication")
+    status: OrderStatus = Field(description="Where the order stands")
+    currency: str = Field(description="ISO 4217 code")
+    total_amount: int = Field(description="Total in minor units")
+    customer_name: str = Field(description="The customer's name")
+    customer_email: str = Field(description="The customer's email")
+    created_at: datetime = Field(description="When the order was placed")
+    updated_at: datetime = Field(description="When it last changed")
 
     @computed_field(description='The total as a decimal string, e.g. "118.00"')  # type: ignore[prop-decorator]
     @property
@@ -297,7 +326,33 @@ class OrderSummary(BaseModel):
 
 
 class OrderPage(BaseModel):
-    items: list[OrderSummary]
+    """A page of orders, newest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": _ORDER_OUT_EXAMPLE["id"],
+                            "reference": _ORDER_OUT_EXAMPLE["reference"],
+                            "status": "paid",
+                            "currency": "EUR",
+                            "total_amount": 11800,
+                            "amount": "118.00",
+                            "customer_name": "Camille Martin",
+                            "customer_email": "camille@example.com",
+                            "created_at": "2026-11-21T10:15:00.123456Z",
+                            "updated_at": "2026-11-21T10:17:42.654321Z",
+                        }
+                    ],
+                    "next_cursor": "MjAyNi0xMS0yMVQxMDoxNTowMC4xMjM0NTYrMDA6MDB8NmYxYzJhOWU",
+                }
+            ]
+        }
+    )
+
+    items: list[OrderSummary] = Field(description="The orders")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
@@ -317,6 +372,30 @@ class ReviewResolve(_Strict):
 
 
 class ReviewResolved(BaseModel):
-    order_id: uuid.UUID
-    status: OrderStatus
+    """The operator's decision, recorded."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": _ORDER_OUT_EXAMPLE["id"],
+                    "status": "paid",
+                    "transition": {
+                        "from_status": "needs_review",
+                        "to_status": "paid",
+                        "source": "operator",
+                        "provider_status": None,
+                        "transfer_state": None,
+                        "reason": "review resolved by an operator: paid 11850, expected 11800",
+                        "note": "Payer sent 0.50 EUR too much; accepted",
+                        "payment_session_id": None,
+                        "created_at": "2026-11-21T11:02:00.000000Z",
+                    },
+                }
+            ]
+        }
+    )
+
+    order_id: uuid.UUID = Field(description="The order")
+    status: OrderStatus = Field(description="Its state now")
     transition: TransitionOut = Field(description="The transition the resolution recorded")

@@ -10,6 +10,8 @@ from enum import StrEnum
 
 
 class OrderStatus(StrEnum):
+    """Where an order stands; moves are forward-only (README, Order states)."""
+
     PENDING = "pending"  # created, no payment session yet
     AWAITING_PAYMENT = "awaiting_payment"  # session open, payer at the provider or bank
     PROCESSING = "processing"  # bank accepted, outcome not known yet: do not ship

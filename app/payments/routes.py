@@ -14,6 +14,7 @@ from app.auth import OrderBearer, require_admin
 from app.deps import DbSession, ProvidersDep, SessionMakerDep, SettingsDep, WorkersDep
 from app.errors import ApiError, NotFound
 from app.idempotency import fingerprint_of, remember, replay
+from app.openapi import error, return_parameters, webhook_openapi
 from app.orders.service import get_order_for_bearer
 from app.payments import inbox, intake, refunds, service
 from app.payments.schemas import (
@@ -72,12 +73,28 @@ async def list_providers(settings: SettingsDep, providers: ProvidersDep) -> Prov
     ),
     responses={
         200: {"description": "The session already open for this order", "model": PaymentSessionResponse},
-        404: {"description": "No such order for this token"},
-        409: {"description": "Order not payable, or a session is still being opened"},
-        422: {"description": "Invalid body, or `provider` names no enabled provider"},
-        429: {"description": "Too many requests from this client (Retry-After says when to retry)"},
-        502: {"description": "The provider refused the session"},
-        503: {"description": "The provider is unreachable or not configured"},
+        400: error("An invalid Idempotency-Key", "invalid_idempotency_key"),
+        404: error("No such order, or the token is missing or not this order's", "not_found"),
+        409: error(
+            "The order cannot be paid now (`order_not_payable`: paid, cancelled...), its session is still "
+            "being opened by another request, or a request with this Idempotency-Key is still running",
+            "order_not_payable",
+            "payment_session_in_progress",
+            "idempotency_key_in_progress",
+        ),
+        422: error(
+            "Invalid body, `provider` names no enabled provider, or the Idempotency-Key was used with "
+            "another body",
+            "validation_error",
+            "provider_not_enabled",
+            "idempotency_key_reused",
+        ),
+        502: error("The provider refused to open the session", "provider_error"),
+        503: error(
+            "The provider is unreachable, answered too late, or is not configured here; nothing is open",
+            "provider_unavailable",
+            "provider_not_configured",
+        ),
     },
     dependencies=[rate_limited(Limit.ORDER_ACCESS)],
 )
@@ -174,14 +191,37 @@ def _rejection_page(message: str, storefront_url: str) -> HTMLResponse:
     response_class=RedirectResponse,
     status_code=303,
     responses={
-        400: {
-            "description": "Unknown or mismatched state/session; nothing written",
-            "content": {"text/html": {"schema": {"type": "string"}}},
+        303: {
+            "description": "Back to the storefront: STOREFRONT_URL with `order_id` and `status`",
+            "headers": {
+                "Location": {
+                    "description": "STOREFRONT_URL?order_id=<id>&status=<order status>",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "example": "https://shop.example.com/checkout/result?order_id=6f1c2a9e-4b1d-4c55-9a39-"
+                    "0b8a3f7d2e11&status=paid",
+                }
+            },
         },
-        422: {"description": "A query parameter that is not plain text (a control character, too long)"},
-        429: {"description": "Too many requests from this client (Retry-After says when to retry)"},
+        400: {
+            "description": "Unknown or mismatched state/session: a page for the payer; nothing written",
+            "content": {
+                "text/html": {
+                    "schema": {"type": "string"},
+                    "example": "<!doctype html><html lang=en>...<h1>We could not recognise this payment "
+                    "link</h1>...</html>",
+                }
+            },
+        },
+        422: error(
+            "A query parameter that is not plain text (a control character, over 512 characters) or "
+            "more than 32 parameters; nothing looked up",
+            "validation_error",
+        ),
     },
     dependencies=[Depends(plain_query_parameters), rate_limited(Limit.CALLBACK)],
+    # Each provider's own return parameters, read by its parse_return beside `state`.
+    openapi_extra={"parameters": return_parameters()},
 )
 async def callback(
     request: Request,
@@ -232,12 +272,17 @@ async def _receive_webhook(name: str, request: Request, db: DbSession, providers
 
 
 _WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {
-        "description": "`invalid_webhook`: authentic, but its content cannot be used or stored (not JSON, "
-        "nested too deeply, NUL or NaN, an identifier over 128 characters...); nothing written"
-    },
-    401: {"description": "Signature, digest, date or request id invalid; nothing written"},
-    404: {"description": "No enabled provider by that name"},
+    400: error(
+        "`invalid_webhook`: authentic, but its content cannot be used or stored (not JSON, nested too "
+        "deeply, NUL or NaN, an identifier over 128 characters...); nothing written",
+        "invalid_webhook",
+    ),
+    401: error(
+        "`invalid_signature`: the signature, digest, date or request id is missing or invalid; nothing "
+        "written",
+        "invalid_signature",
+    ),
+    404: error("No enabled provider by that name", "not_found"),
 }
 
 
@@ -248,9 +293,11 @@ _WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
     description=(
         "Verified by the named provider's own scheme against the raw body. A verified delivery is "
         "stored and acknowledged at once; a worker then asks the provider for the payment's status. "
-        "Replays are acknowledged and ignored."
+        "Replays are acknowledged and ignored. The body and the headers it needs are the provider's: see "
+        "its security scheme."
     ),
     responses=_WEBHOOK_RESPONSES,
+    openapi_extra=webhook_openapi(),
 )
 async def provider_webhook(
     provider: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
@@ -269,8 +316,10 @@ async def provider_webhook(
     "/webhook",
     response_model=WebhookAck,
     summary=f"The {LEGACY_WEBHOOK_PROVIDER} webhook at the address merchants registered first",
-    description=f"The same as `POST /webhooks/{LEGACY_WEBHOOK_PROVIDER}`.",
+    description=f"The same as `POST /webhooks/{LEGACY_WEBHOOK_PROVIDER}`: verified by that provider's "
+    "scheme, stored, acknowledged at once; replays are acknowledged and ignored.",
     responses=_WEBHOOK_RESPONSES,
+    openapi_extra=webhook_openapi(LEGACY_WEBHOOK_PROVIDER),
 )
 async def webhook(
     request: Request, db: DbSession, providers: ProvidersDep, workers: WorkersDep, background: BackgroundTasks
@@ -284,11 +333,16 @@ async def webhook(
     "/orders/{order_id}/sync",
     response_model=SyncResponse,
     summary="Operator: ask the provider about the order's latest session (and open refunds) now",
+    description=(
+        "Reads the order's latest payment session from its provider, and each of its open refunds, "
+        "and applies what is new through the one writer (source `operator`), as a webhook would. "
+        "Useful for an order that looks stuck. Nothing is written when the provider does not answer."
+    ),
     dependencies=[Depends(require_admin)],
     responses={
-        401: {"description": "Missing or wrong operator key"},
-        404: {"description": "No such order, or it has no payment session yet"},
-        502: {"description": "The provider could not answer"},
+        404: error("No such order, or it has no payment session yet", "not_found"),
+        502: error("The provider could not answer (about the session or a refund)", "provider_error"),
+        503: error("The order's provider is not configured on this service", "provider_not_configured"),
     },
 )
 async def sync_order(
@@ -325,10 +379,7 @@ async def sync_order(
     )
 
 
-_REFUND_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or wrong operator key"},
-    404: {"description": "No such order"},
-}
+_REFUND_ERRORS: dict[int | str, dict[str, Any]] = {404: error("No such order", "not_found")}
 
 
 @router.post(
@@ -353,21 +404,33 @@ _REFUND_ERRORS: dict[int | str, dict[str, Any]] = {
     ),
     responses={
         **_REFUND_ERRORS,
-        409: {
-            "description": "`order_not_refundable` (not paid or partially refunded), "
-            "`refund_exceeds_payment` or `nothing_to_refund`, `not_supported` (the provider cannot "
-            "refund), `refund_refused` (the provider refused it: the refund is kept as failed), "
-            "`refund_in_progress` or `idempotency_key_in_progress`"
-        },
-        422: {
-            "description": "Invalid body (`amount` must be > 0, `reason` at most 140 characters), "
-            "`currency_mismatch`, or `idempotency_key_reused`"
-        },
-        502: {
-            "description": "The provider did not confirm the refund (no answer, or an error): the "
-            "refund is kept as `needs_review` and still counts, since it may exist at the provider"
-        },
-        503: {"description": "The order's provider is not configured on this service"},
+        400: error("An invalid Idempotency-Key", "invalid_idempotency_key"),
+        409: error(
+            "`order_not_refundable` (not paid or partially refunded), `refund_exceeds_payment` or "
+            "`nothing_to_refund`, `not_supported` (the provider cannot refund), `refund_refused` (the "
+            "provider refused it: the refund is kept as failed), `refund_in_progress` or "
+            "`idempotency_key_in_progress`",
+            "order_not_refundable",
+            "refund_exceeds_payment",
+            "nothing_to_refund",
+            "not_supported",
+            "refund_refused",
+            "refund_in_progress",
+            "idempotency_key_in_progress",
+        ),
+        422: error(
+            "Invalid body (`amount` must be > 0, `reason` at most 140 characters), `currency_mismatch`, "
+            "or `idempotency_key_reused`",
+            "validation_error",
+            "currency_mismatch",
+            "idempotency_key_reused",
+        ),
+        502: error(
+            "The provider did not confirm the refund (no answer, or an error): the refund is kept as "
+            "`needs_review` and still counts, since it may exist at the provider",
+            "provider_error",
+        ),
+        503: error("The order's provider is not configured on this service", "provider_not_configured"),
     },
 )
 async def create_refund(
@@ -416,6 +479,10 @@ async def create_refund(
     "/orders/{order_id}/refunds",
     response_model=RefundList,
     summary="Operator: an order's refunds, oldest first",
+    description=(
+        "Every refund of the order, whatever its status: `open` ones wait for the merchant to confirm "
+        "them in the provider's console, `needs_review` ones for a person."
+    ),
     dependencies=[Depends(require_admin)],
     responses=_REFUND_ERRORS,
 )

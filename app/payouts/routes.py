@@ -13,6 +13,7 @@ from app.auth import require_admin
 from app.deps import DbSession, ProvidersDep, SessionMakerDep, SettingsDep
 from app.errors import ApiError
 from app.idempotency import fingerprint_of, remember, replay
+from app.openapi import error, return_parameters
 from app.payouts import service
 from app.payouts.schemas import (
     PayoutCallbackResult,
@@ -25,8 +26,7 @@ from app.providers.base import Beneficiary, PayoutStatus
 
 router = APIRouter(tags=["payouts"])
 
-_OPERATOR: dict[int | str, dict[str, Any]] = {401: {"description": "Missing or wrong operator key"}}
-_ONE: dict[int | str, dict[str, Any]] = {**_OPERATOR, 404: {"description": "No such payout"}}
+_ONE: dict[int | str, dict[str, Any]] = {404: error("No such payout", "not_found")}
 
 
 @router.post(
@@ -50,20 +50,29 @@ _ONE: dict[int | str, dict[str, Any]] = {**_OPERATOR, 404: {"description": "No s
         "refused after it was reserved (kept as `failed`)."
     ),
     responses={
-        **_OPERATOR,
-        400: {"description": "Malformed JSON or an invalid Idempotency-Key"},
-        409: {
-            "description": "`not_supported` (the provider cannot pay out), `payout_refused` (the provider "
-            "refused it: kept as failed), `payout_in_progress` or `idempotency_key_in_progress`"
-        },
-        422: {
-            "description": "Invalid body (an IBAN or BIC that does not check out, a missing payee...), "
-            "`provider_not_enabled`, or `idempotency_key_reused`"
-        },
-        502: {
-            "description": "The provider did not confirm the payout: it is kept as `needs_review`, since "
-            "it may exist at the provider"
-        },
+        400: error(
+            "Malformed JSON or an invalid Idempotency-Key", "malformed_json", "invalid_idempotency_key"
+        ),
+        409: error(
+            "`not_supported` (the provider cannot pay out), `payout_refused` (the provider refused it: "
+            "kept as failed), `payout_in_progress` or `idempotency_key_in_progress`",
+            "not_supported",
+            "payout_refused",
+            "payout_in_progress",
+            "idempotency_key_in_progress",
+        ),
+        422: error(
+            "Invalid body (an IBAN or BIC that does not check out, a missing payee...), "
+            "`provider_not_enabled`, or `idempotency_key_reused`",
+            "validation_error",
+            "provider_not_enabled",
+            "idempotency_key_reused",
+        ),
+        502: error(
+            "The provider did not confirm the payout: it is kept as `needs_review`, since it may exist "
+            "at the provider",
+            "provider_error",
+        ),
     },
 )
 async def create_payout(
@@ -168,10 +177,22 @@ def _payee_page(title: str, message: str, status_code: int) -> HTMLResponse:
     responses={
         200: {
             "description": "Where the payout stands (a page for a browser)",
-            "content": {"text/html": {"schema": {"type": "string"}}},
+            "content": {
+                "text/html": {
+                    "schema": {"type": "string"},
+                    "example": "<!doctype html><html lang=en>...<h1>Thank you</h1><p>Your payout is on its "
+                    "way to your account.</p></body></html>",
+                }
+            },
         },
-        400: {"description": "Unknown or mismatched state/payout id; nothing written"},
+        400: error(
+            "Unknown or mismatched state/payout id (`invalid_payout_link`; a page for a browser); "
+            "nothing written",
+            "invalid_payout_link",
+        ),
     },
+    # Each provider's own return parameters, read by its parse_return beside `state`.
+    openapi_extra={"parameters": return_parameters()},
 )
 async def payout_callback(
     request: Request, sessionmaker: SessionMakerDep, settings: SettingsDep, providers: ProvidersDep
@@ -206,8 +227,19 @@ def _utc(value: datetime | None) -> datetime | None:
     "/payouts",
     response_model=PayoutPage,
     summary="Operator: list payouts, newest first",
+    description=(
+        "Filter by `status`, `reference` and creation time (`created_from` inclusive, `created_to` "
+        "exclusive); page with `limit` and `cursor` (the previous page's `next_cursor`)."
+    ),
     dependencies=[Depends(require_admin)],
-    responses={**_OPERATOR, 422: {"description": "Invalid filter or cursor"}},
+    responses={
+        422: error(
+            "Invalid filter or cursor, or `created_from` not before `created_to`",
+            "validation_error",
+            "invalid_cursor",
+            "invalid_range",
+        )
+    },
 )
 async def list_payouts(
     db: DbSession,
@@ -245,6 +277,7 @@ async def list_payouts(
     "/payouts/{payout_id}",
     response_model=PayoutOut,
     summary="Operator: a payout and its status history",
+    description="The payout as stored, with every status transition (`transitions`), oldest first.",
     dependencies=[Depends(require_admin)],
     responses=_ONE,
 )
@@ -257,11 +290,18 @@ async def get_payout(payout_id: str, db: DbSession) -> PayoutOut:
     "/payouts/{payout_id}/sync",
     response_model=PayoutSyncResponse,
     summary="Operator: ask the provider about a payout now",
+    description=(
+        "Reads the payout from its provider and applies what is new through the payouts writer "
+        "(source `operator`), as a webhook would. Nothing is written when the provider does not answer."
+    ),
     dependencies=[Depends(require_admin)],
     responses={
         **_ONE,
-        409: {"description": "`payout_not_at_provider`: the payout never reached the provider"},
-        502: {"description": "The provider could not answer"},
+        409: error(
+            "`payout_not_at_provider`: the payout never reached the provider", "payout_not_at_provider"
+        ),
+        502: error("The provider could not answer", "provider_error"),
+        503: error("The payout's provider is not configured on this service", "provider_not_configured"),
     },
 )
 async def sync_payout(

@@ -31,7 +31,9 @@ class _Strict(BaseModel):
 
 
 class PayeeIn(_Strict):
-    name: str = Field(min_length=1, max_length=140, pattern=_TEXT)
+    """Who is paid, when the provider collects their account itself."""
+
+    name: str = Field(min_length=1, max_length=140, pattern=_TEXT, description="The payee's name")
     email: EmailStr | None = Field(default=None, max_length=320, description="Needed for `delivery: email`")
     phone: str | None = Field(
         default=None,
@@ -99,7 +101,7 @@ class PayoutCreate(_Strict):
         "else the first enabled one that can",
     )
     amount: StrictInt = Field(gt=0, le=10**15, description="Minor units (cents)")
-    currency: CurrencyCode
+    currency: CurrencyCode = Field(description="ISO 4217 code of `amount`")
     reference: str = Field(
         min_length=1, max_length=64, pattern=_TEXT, description="Your own reference, to find it again"
     )
@@ -121,7 +123,9 @@ class PayoutCreate(_Strict):
         description="Without a beneficiary: how long the payee's page stays valid",
     )
     language: str | None = Field(default=None, pattern=r"^[a-z]{2}$", description="Of the payee's page")
-    beneficiary: BeneficiaryIn | None = None
+    beneficiary: BeneficiaryIn | None = Field(
+        default=None, description="A verified account: the transfer starts at once, no payee page"
+    )
 
     @model_validator(mode="after")
     def _scenario(self) -> PayoutCreate:
@@ -140,27 +144,33 @@ class PayoutCreate(_Strict):
 
 
 class PayeeOut(BaseModel):
-    name: str | None
-    email: str | None
-    phone: str | None
+    """Who is paid, as given."""
+
+    name: str | None = Field(description="The payee's name")
+    email: str | None = Field(description="Where the provider emails the payee's page")
+    phone: str | None = Field(description="Where the provider texts the payee's page")
 
 
 class BeneficiaryOut(BaseModel):
-    name: str
-    iban: str
-    bic: str | None
+    """The verified account the payout went to."""
+
+    name: str = Field(description="The account holder")
+    iban: str = Field(description="The account's IBAN, normalised")
+    bic: str | None = Field(description="The bank's BIC")
 
 
 class PayoutTransitionOut(BaseModel):
+    """One move of the payout's status, as recorded."""
+
     model_config = ConfigDict(from_attributes=True)
 
-    from_status: PayoutStatus | None
-    to_status: PayoutStatus
+    from_status: PayoutStatus | None = Field(description="The status before; null for the first")
+    to_status: PayoutStatus = Field(description="The status after")
     source: TransitionSource = Field(description="Which path moved the payout")
-    provider_status: str | None
-    transfer_state: str | None
-    reason: str | None
-    created_at: datetime
+    provider_status: str | None = Field(description="The provider's status that moved it, verbatim")
+    transfer_state: str | None = Field(description="The provider's transfer state then, verbatim")
+    reason: str | None = Field(description="Why, when the writer says")
+    created_at: datetime = Field(description="When it was recorded")
 
 
 _PAYOUT_OUT_EXAMPLE: dict[str, Any] = {
@@ -188,17 +198,19 @@ _PAYOUT_OUT_EXAMPLE: dict[str, Any] = {
 
 
 class PayoutOut(BaseModel):
+    """A payout: money from the merchant's payout account to a payee."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [_PAYOUT_OUT_EXAMPLE]})
 
-    id: uuid.UUID
-    provider: str
+    id: uuid.UUID = Field(description="The payout's id")
+    provider: str = Field(description="The provider paying it out")
     provider_payout_id: str | None = Field(
         description="The provider's id for the payout (none while reserved)"
     )
-    reference: str
+    reference: str = Field(description="The merchant's own reference")
     amount: int = Field(description="Minor units")
-    currency: str
-    communication: str
+    currency: str = Field(description="ISO 4217 code")
+    communication: str = Field(description="Shown on the payee's bank statement")
     status: PayoutStatus = Field(
         description="`creating` (reserved), `awaiting_payee` (send the payee `payee_url`), "
         "`account_received`, `initiated` (the transfer is on its way), `paid`, `failed`, `cancelled`, "
@@ -206,18 +218,18 @@ class PayoutOut(BaseModel):
     )
     provider_status: str | None = Field(description="The provider's own status, verbatim")
     transfer_state: str | None = Field(description="The provider's transfer state, verbatim")
-    payee: PayeeOut | None
+    payee: PayeeOut | None = Field(description="Who is paid, when given")
     delivery: PayoutDelivery | None = Field(description="How the payee's page reaches them (no beneficiary)")
     payee_url: str | None = Field(description="The provider's page where the payee gives their account")
     expires_at: datetime | None = Field(description="Until when the payee's page is valid")
     beneficiary: BeneficiaryOut | None = Field(description="The verified beneficiary, when one was given")
-    review_reason: str | None
-    last_error: str | None
+    review_reason: str | None = Field(description="Why the payout is `needs_review`, for an operator")
+    last_error: str | None = Field(description="The last error met creating or reading it")
     transitions: list[PayoutTransitionOut] | None = Field(
         default=None, description="Status history, oldest first (GET /payouts/{id} only)"
     )
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime = Field(description="When it was requested")
+    updated_at: datetime = Field(description="When it last changed")
 
     @classmethod
     def of(cls, payout: Payout, transitions: list[PayoutTransition] | None = None) -> PayoutOut:
@@ -255,17 +267,21 @@ class PayoutOut(BaseModel):
 
 
 class PayoutPage(BaseModel):
+    """A page of payouts, newest first."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"items": [_PAYOUT_OUT_EXAMPLE], "next_cursor": "MjAyNi0xMS0yMVQxMDozMDow..."}]
         }
     )
 
-    items: list[PayoutOut]
+    items: list[PayoutOut] = Field(description="The payouts")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
 class PayoutSyncResponse(BaseModel):
+    """What the provider said about the payout, and what it changed."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -283,7 +299,7 @@ class PayoutSyncResponse(BaseModel):
     )
 
     changed: bool = Field(description="Whether the payout moved")
-    payout: PayoutOut
+    payout: PayoutOut = Field(description="The payout as it stands now")
 
 
 class PayoutCallbackResult(BaseModel):
@@ -293,5 +309,5 @@ class PayoutCallbackResult(BaseModel):
         json_schema_extra={"examples": [{"payout_id": _PAYOUT_OUT_EXAMPLE["id"], "status": "initiated"}]}
     )
 
-    payout_id: uuid.UUID
-    status: PayoutStatus
+    payout_id: uuid.UUID = Field(description="The payout the link belongs to")
+    status: PayoutStatus = Field(description="Where it stands, as the provider just said")

@@ -357,6 +357,27 @@ class Provider(Protocol):
 
 
 @dataclass(frozen=True)
+class ReturnParameter:
+    """A query parameter the provider adds when it sends the payer (or payee) back, for the API
+    document; `state` is ours and documented once."""
+
+    name: str
+    description: str
+    example: str
+
+
+@dataclass(frozen=True)
+class WebhookDocs:
+    """How the provider signs its webhooks and what they carry, for the API document."""
+
+    scheme: str  # the security scheme's name in the document, e.g. "AcmeSignature"
+    header: str  # the header carrying the signature
+    description: str  # what is signed, and what the service checks
+    media_type: str  # the body's content type
+    example: dict[str, Any]  # a body as the provider sends it (form fields or JSON)
+
+
+@dataclass(frozen=True)
 class ProviderPlugin:
     """One entry of the registry's list: how to configure and build one provider."""
 
@@ -366,6 +387,9 @@ class ProviderPlugin:
     capabilities: Capabilities
     # The provider's name for people (storefronts, operators); empty = `name`.
     display_name: str = ""
+    # What the API document says of the provider's returns and webhooks.
+    return_parameters: tuple[ReturnParameter, ...] = ()
+    webhook_docs: WebhookDocs | None = None
 
     def __post_init__(self) -> None:
         if not self.display_name:

@@ -26,7 +26,9 @@ from app.providers.base import (
     ProviderPlugin,
     ProviderSettings,
     ReturnHint,
+    ReturnParameter,
     ReturnRejected,
+    WebhookDocs,
 )
 
 # THE list. Its order decides the default provider when DEFAULT_PROVIDER is empty.
@@ -179,3 +181,24 @@ def return_names(hints: Mapping[str, ReturnHint], provider: str, provider_id: st
         and hint.provider_session_id is not None
         and secrets.compare_digest(provider_id.encode(), hint.provider_session_id.encode())
     )
+
+
+# --- what the API document says of the providers ---------------------------------------------------
+
+
+def return_parameters() -> list[ReturnParameter]:
+    """The query parameters any provider adds to a return, each name once, in the registry's order."""
+    seen: dict[str, ReturnParameter] = {}
+    for plugin in PLUGINS:
+        for parameter in plugin.return_parameters:
+            seen.setdefault(parameter.name, parameter)
+    return list(seen.values())
+
+
+def webhook_docs(name: str | None = None) -> list[tuple[ProviderPlugin, WebhookDocs]]:
+    """Each provider's webhook scheme (only `name`'s when given), in the registry's order."""
+    return [
+        (plugin, plugin.webhook_docs)
+        for plugin in PLUGINS
+        if plugin.webhook_docs is not None and name in (None, plugin.name)
+    ]

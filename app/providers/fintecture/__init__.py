@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.providers.base import ProviderPlugin
+from app.providers.fintecture import docs
 from app.providers.fintecture.client import CAPABILITIES, FintectureProvider, build
 from app.providers.fintecture.settings import FintectureSettings
 
@@ -12,6 +13,8 @@ plugin = ProviderPlugin(
     settings_class=FintectureSettings,
     build=build,
     capabilities=CAPABILITIES,
+    return_parameters=docs.RETURN_PARAMETERS,
+    webhook_docs=docs.WEBHOOK,
 )
 
 __all__ = ["FintectureProvider", "FintectureSettings", "plugin"]

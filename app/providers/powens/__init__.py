@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.providers.base import ProviderPlugin
+from app.providers.powens import docs
 from app.providers.powens.client import CAPABILITIES, PowensProvider, build
 from app.providers.powens.settings import PowensSettings
 
@@ -12,6 +13,8 @@ plugin = ProviderPlugin(
     settings_class=PowensSettings,
     build=build,
     capabilities=CAPABILITIES,
+    return_parameters=docs.RETURN_PARAMETERS,
+    webhook_docs=docs.WEBHOOK,
 )
 
 __all__ = ["PowensProvider", "PowensSettings", "plugin"]
