@@ -11,6 +11,8 @@ and the event is sent again with the same `webhook-id`, which receivers deduplic
 - Failures back off exponentially (`retry_base * 2^(attempts-1)`, capped at `retry_max`); after
   `max_attempts` the delivery is parked until an operator replays it.
 - Safe in several processes: claims use SKIP LOCKED and leases, like the webhook inbox.
+- Prompt: a commit that recorded an event in this process wakes the loop at once (an ORM session
+  hook); the poll remains for events other processes record and for retries falling due.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Engine, event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, UOWTransaction
 from standardwebhooks import Webhook
 
 from app.config import Settings
@@ -32,7 +36,7 @@ from app.db import transaction
 from app.events import repository
 from app.events.outbox import PAYLOAD_VERSION
 from app.logging_setup import get_logger
-from app.models import DeliveryStatus
+from app.models import DeliveryStatus, OutboundEvent
 from app.payments.workers import FailureBackoff
 
 log = get_logger(__name__)
@@ -109,6 +113,7 @@ class OutboxDispatcher:
         self.http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._engine: Engine | None = None
 
     @classmethod
     def from_settings(
@@ -133,9 +138,11 @@ class OutboxDispatcher:
     # -- the loop ----------------------------------------------------------------------------------
     def start(self) -> None:
         if self.endpoints and self._task is None:
+            self._listen(True)
             self._task = asyncio.create_task(self._loop(), name="outbox-dispatcher")
 
     async def stop(self) -> None:
+        self._listen(False)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -146,6 +153,37 @@ class OutboxDispatcher:
     def wake(self) -> None:
         """Something became due (an operator's replay): look now rather than at the next poll."""
         self._wake.set()
+
+    # -- waking on commit ---------------------------------------------------------------------------
+    # Session events are global to the Session class: each handler keeps to sessions on our engine,
+    # so several services in one process (tests) each wake their own dispatcher only.
+    def _listen(self, on: bool) -> None:
+        bind = self.sessionmaker.kw.get("bind")
+        if not isinstance(bind, AsyncEngine):
+            return
+        self._engine = bind.sync_engine
+        handlers = (
+            ("after_flush", self._after_flush),
+            ("after_commit", self._after_commit),
+            ("after_soft_rollback", self._after_rollback),
+        )
+        for name, handler in handlers:
+            if on and not event.contains(Session, name, handler):
+                event.listen(Session, name, handler)
+            elif not on and event.contains(Session, name, handler):
+                event.remove(Session, name, handler)
+
+    def _after_flush(self, session: Session, _flush: UOWTransaction) -> None:
+        # `new` still lists what this flush inserted.
+        if session.bind is self._engine and any(isinstance(row, OutboundEvent) for row in session.new):
+            session.info["outbox_recorded"] = True
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop("outbox_recorded", False):
+            self._wake.set()  # the loop's own thread: commits run in its greenlets
+
+    def _after_rollback(self, session: Session, _previous: object) -> None:
+        session.info.pop("outbox_recorded", None)
 
     async def _loop(self) -> None:
         failures = FailureBackoff("outbox_dispatcher", base=self.poll_seconds)
