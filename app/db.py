@@ -15,6 +15,7 @@ pool, so the next request reconnects.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 # Server errors that say the server is going away or refuses connections for now, not that a
 # statement was wrong: shutting down, crashed, starting up, too many connections. Class 08
@@ -109,3 +111,45 @@ async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIt
     """One short unit of work: commit on success, roll back on error."""
     async with sessionmaker() as session, session.begin():
         yield session
+
+
+def _is_driver_disconnect(exc: BaseException) -> bool:
+    """A driver error that means the connection or the server is gone, not a refused statement."""
+    import asyncpg
+
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+
+
+class driver_connection:
+    """The pool's asyncpg connection itself, for a hot path whose work is one statement: it runs in
+    autocommit (no BEGIN/COMMIT round trips) and skips the ORM and Core machinery. Connections come
+    from, and go back to, the same pool as every session's. A lost connection is discarded and
+    reported as DatabaseUnavailable, like a session's; so is one whose statement was cancelled
+    midway, since its state is then unknown. (A class rather than a generator-based context
+    manager: it is entered once per webhook.)"""
+
+    __slots__ = ("_engine", "_fairy")
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._fairy: Any = None
+
+    async def __aenter__(self) -> Any:
+        self._fairy = await self._engine.raw_connection()
+        return self._fairy.driver_connection
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, _tb: Any) -> None:
+        fairy = self._fairy
+        lost = exc is not None and _is_driver_disconnect(exc)
+        try:
+            if lost or isinstance(exc, asyncio.CancelledError):
+                await greenlet_spawn(fairy.invalidate, exc if isinstance(exc, Exception) else None)
+        finally:
+            # The pool's check-in runs the dialect's reset, which expects SQLAlchemy's greenlet
+            # context (no transaction was opened on the connection, so the reset sends nothing).
+            await greenlet_spawn(fairy.close)
+        if lost:
+            raise DatabaseUnavailable(f"lost the database connection ({exc_type.__name__}: {exc})") from exc

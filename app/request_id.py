@@ -7,7 +7,7 @@ library's included), set on the answer (errors too: this wraps the unhandled-err
 the request ends with one `request` line: method, path with query keys only, route, status, duration.
 
 A pure ASGI middleware, no BaseHTTPMiddleware: a few microseconds a request. It only reads the
-request's headers (a Fintecture webhook's X-Request-ID is part of its signed content).
+request's headers (a provider may sign a webhook's X-Request-ID as part of its content).
 """
 
 from __future__ import annotations

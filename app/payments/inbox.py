@@ -13,12 +13,13 @@ time owns a payment, and a crashed worker's leases run out so its events are pro
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import database_error_summary, is_database_unavailable, is_pool_exhausted, transaction
 from app.logging_setup import get_logger, log_after_commit
@@ -53,6 +54,31 @@ async def record(db: AsyncSession, provider: str, hint: WebhookHint, raw_body: b
     log_after_commit(
         db,
         log,
+        "webhook_accepted",
+        provider=provider,
+        event_id=hint.delivery_id,
+        event_type=hint.event_type,
+        provider_session_id=hint.provider_session_id,
+        duplicate=not stored,
+    )
+    return stored
+
+
+async def store(engine: AsyncEngine, provider: str, hint: WebhookHint, raw_body: bytes) -> bool:
+    """Store a verified delivery at once (the webhook route's path: one autocommitted INSERT, no
+    session); False when this delivery id was already stored."""
+    stored = await repository.store_event(
+        engine,
+        provider=provider,
+        delivery_id=hint.delivery_id,
+        event_type=hint.event_type,
+        provider_session_id=hint.provider_session_id,
+        content_type=hint.content_type,
+        raw_body=raw_body,
+        payload_json=json.dumps(dict(hint.payload)),
+    )
+    # Committed already: the line is true when it is written.
+    log.info(
         "webhook_accepted",
         provider=provider,
         event_id=hint.delivery_id,

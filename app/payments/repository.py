@@ -11,8 +11,9 @@ from typing import Any, cast
 
 from sqlalchemy import Select, Table, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.db import driver_connection
 from app.models import InboxOutcome, Order, OrderTransition, PaymentSession, ProviderEvent, Refund
 from app.orders.states import OrderStatus
 from app.payments.states import OPEN, REFUND_COUNTED, REFUND_OPEN
@@ -323,6 +324,43 @@ _INSERT_EVENT = (
 async def insert_event(db: AsyncSession, values: dict[str, Any]) -> bool:
     """Store a delivery; False when this (provider, delivery id) was already stored."""
     return (await db.execute(_INSERT_EVENT, values)).scalar_one_or_none() is not None
+
+
+# The same INSERT for the webhook route, written for the driver: one statement in autocommit is
+# the whole unit of work, prepared once per connection.
+_STORE_EVENT_SQL = (
+    "INSERT INTO provider_events"
+    " (provider, delivery_id, event_type, provider_session_id, content_type, raw_body, payload, attempts)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, 0)"
+    " ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING id"
+)
+
+
+async def store_event(
+    engine: AsyncEngine,
+    *,
+    provider: str,
+    delivery_id: str,
+    event_type: str | None,
+    provider_session_id: str | None,
+    content_type: str | None,
+    raw_body: bytes,
+    payload_json: str,
+) -> bool:
+    """Store a delivery in its own implicit transaction; False when this (provider, delivery id)
+    was already stored. `payload_json` is the payload serialised as JSON."""
+    async with driver_connection(engine) as conn:
+        event_id = await conn.fetchval(
+            _STORE_EVENT_SQL,
+            provider,
+            delivery_id,
+            event_type,
+            provider_session_id,
+            content_type,
+            raw_body,
+            payload_json,
+        )
+    return event_id is not None
 
 
 def _owner_lock_id(provider: str, provider_session_id: str | None, event_id: int) -> int:

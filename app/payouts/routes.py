@@ -207,7 +207,9 @@ async def payout_callback(
     except service.CallbackRejected as exc:
         if _wants_html(request):
             return _payee_page(
-                "We could not recognise this payout link", f"{exc}. Nothing was recorded from it.", 400
+                "We could not recognise this payout link",
+                f"{str(exc)[:1].upper()}{str(exc)[1:]}. Nothing was recorded from it.",
+                400,
             )
         raise ApiError(400, "invalid_payout_link", str(exc)) from exc
     if _wants_html(request):
