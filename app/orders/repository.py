@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.models import Order, OrderTransition
+from app.models import Order, OrderTransition, TransitionSource
 from app.orders.states import OrderStatus
 
 
@@ -45,3 +48,105 @@ async def page_of_orders(
         stmt = stmt.where(tuple_(Order.created_at, Order.id) < tuple_(*after))
     stmt = stmt.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)
     return list(await db.scalars(stmt))
+
+
+# --- creating an order: written for the driver --------------------------------------------------
+# Order creation is the checkout's hot path: one catalog read and one statement that writes the
+# order, its lines and its first transition together. Without an Idempotency-Key the statement
+# autocommits on its own; with one it runs inside the request's transaction (see service).
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogPrice:
+    """What an order line is priced from."""
+
+    sku: str
+    name: str
+    unit_amount: int
+    currency: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewLine:
+    position: int
+    sku: str
+    name: str
+    unit_amount: int
+    quantity: int
+
+    @property
+    def line_amount(self) -> int:
+        return self.unit_amount * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    id: uuid.UUID
+    reference: str
+    currency: str
+    customer: dict[str, Any]  # name, email, phone, company, address (a dict or None)
+    access_token_hash: str
+    lines: list[NewLine]
+
+    @property
+    def total_amount(self) -> int:
+        return sum(line.line_amount for line in self.lines)
+
+
+_CATALOG_PRICES_SQL = (
+    "SELECT sku, name, unit_amount, currency, active FROM products WHERE sku = ANY($1::text[])"
+)
+
+_INSERT_ORDER_SQL = """
+WITH new_order AS (
+    INSERT INTO orders (id, reference, status, currency, total_amount, customer_name, customer_email,
+                        customer_phone, customer_company, customer_address, access_token_hash)
+    VALUES ($1, $2, $16, $3, $4, $5, $6, $7, $8, $9, $10)
+    RETURNING created_at, updated_at
+), new_lines AS (
+    INSERT INTO order_lines (order_id, position, sku, name, unit_amount, quantity, line_amount)
+    SELECT $1, line.position, line.sku, line.name, line.unit_amount, line.quantity,
+           line.unit_amount * line.quantity
+    FROM unnest($11::int[], $12::text[], $13::text[], $14::bigint[], $15::int[])
+         AS line (position, sku, name, unit_amount, quantity)
+), first_transition AS (
+    INSERT INTO order_transitions (order_id, from_status, to_status, source)
+    VALUES ($1, NULL, $16, $17)
+)
+SELECT created_at, updated_at FROM new_order
+"""
+
+REFERENCE_CONSTRAINT = "uq_orders_reference"
+
+
+async def catalog_prices(conn: Any, skus: list[str]) -> dict[str, CatalogPrice]:
+    rows = await conn.fetch(_CATALOG_PRICES_SQL, skus)
+    return {row["sku"]: CatalogPrice(*row) for row in rows}
+
+
+async def insert_order(conn: Any, order: NewOrder) -> tuple[datetime, datetime]:
+    """Insert a `pending` order with its lines and first transition in one statement; returns its
+    (created_at, updated_at). Raises asyncpg's UniqueViolationError on a reference collision."""
+    customer, lines = order.customer, order.lines
+    row = await conn.fetchrow(
+        _INSERT_ORDER_SQL,
+        order.id,
+        order.reference,
+        order.currency,
+        order.total_amount,
+        customer["name"],
+        customer["email"],
+        customer["phone"],
+        customer["company"],
+        json.dumps(customer["address"]) if customer["address"] is not None else None,
+        order.access_token_hash,
+        [line.position for line in lines],
+        [line.sku for line in lines],
+        [line.name for line in lines],
+        [line.unit_amount for line in lines],
+        [line.quantity for line in lines],
+        OrderStatus.PENDING.value,
+        TransitionSource.API.value,
+    )
+    return row["created_at"], row["updated_at"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.auth import OrderBearer, RequireAdmin
-from app.deps import DbSession, SettingsDep
+from app.db import transaction
+from app.deps import DbSession, EngineDep, SessionMakerDep, SettingsDep
 from app.idempotency import fingerprint_of, idempotent
 from app.openapi import error
 from app.orders import service
@@ -75,21 +76,31 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 )
 async def create_order(
     body: OrderCreate,
-    session: DbSession,
     settings: SettingsDep,
+    engine: EngineDep,
+    sessionmaker: SessionMakerDep,
     idempotency_key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", description="1-255 printable ASCII characters; a UUID is ideal"),
     ] = None,
-) -> JSONResponse:
+) -> Response:
+    limit = settings.max_line_quantity
+    if idempotency_key is None:
+        created = await service.create_order(engine, body, max_line_quantity=limit)
+        return Response(created.model_dump_json(), status_code=201, media_type="application/json")
+
     async def handler() -> tuple[int, dict[str, Any]]:
-        order, token = await service.create_order(session, body, max_line_quantity=settings.max_line_quantity)
-        created = OrderCreated(**OrderOut.of(order).model_dump(), access_token=token)
+        created = await service.create_order_in(session, body, max_line_quantity=limit)
         return 201, created.model_dump(mode="json")
 
-    status, payload, replayed = await idempotent(
-        session, scope=CREATE_SCOPE, key=idempotency_key, fingerprint=fingerprint_of(body), handler=handler
-    )
+    async with transaction(sessionmaker) as session:
+        status, payload, replayed = await idempotent(
+            session,
+            scope=CREATE_SCOPE,
+            key=idempotency_key,
+            fingerprint=fingerprint_of(body),
+            handler=handler,
+        )
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(payload, status_code=status, headers=headers)
 

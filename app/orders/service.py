@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.auth import is_admin, secrets_match
-from app.catalog.repository import products_by_sku
 from app.config import Settings
+from app.db import driver_connection
 from app.errors import ApiError, NotFound
-from app.models import Order, OrderLine, OrderTransition, PaymentSession
+from app.models import Order, OrderTransition, PaymentSession
+from app.money import format_amount
 from app.orders import repository
-from app.orders.schemas import OrderCreate
+from app.orders.schemas import AddressOut, CustomerOut, OrderCreate, OrderCreated, OrderLineOut
 from app.orders.states import OrderStatus
 from app.payments import repository as payments_repository
 from app.payments import writer
@@ -49,15 +50,73 @@ def hash_access_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def create_order(
-    session: AsyncSession, data: OrderCreate, *, max_line_quantity: int
-) -> tuple[Order, str]:
-    """Price `data` from the catalog and insert a `pending` order; returns it and its access token.
+async def create_order(engine: AsyncEngine, data: OrderCreate, *, max_line_quantity: int) -> OrderCreated:
+    """Price `data` from the catalog and insert a `pending` order; returns it with its access token.
+
+    The order, its lines and its first transition are one autocommitted statement on a pooled
+    driver connection: no transaction to open or close around it.
 
     Every problem with the items is reported at once (422 `invalid_items`, one detail per item) and
     nothing is written. A line may hold at most `max_line_quantity` units (MAX_LINE_QUANTITY).
     """
-    products = await products_by_sku(session, (item.sku for item in data.items))
+    async with driver_connection(engine) as conn:
+        return await _create(conn, data, max_line_quantity, session=None)
+
+
+async def create_order_in(
+    session: AsyncSession, data: OrderCreate, *, max_line_quantity: int
+) -> OrderCreated:
+    """The same inside `session`'s open transaction, so that what else it writes (an idempotency
+    key) commits or rolls back with the order."""
+    raw = await (await session.connection()).get_raw_connection()
+    conn = raw.driver_connection
+    if conn is None or not conn.is_in_transaction():
+        raise RuntimeError("create_order_in needs a session whose transaction has begun")
+    return await _create(conn, data, max_line_quantity, session=session)
+
+
+async def _create(
+    conn: Any, data: OrderCreate, max_line_quantity: int, *, session: AsyncSession | None
+) -> OrderCreated:
+    prices = await repository.catalog_prices(conn, [item.sku for item in data.items])
+    lines = _priced_lines(data, prices, max_line_quantity)
+    token = new_access_token()
+    customer = data.customer
+    fields: dict[str, Any] = {
+        "name": customer.name,
+        "email": str(customer.email),
+        "phone": customer.phone,
+        "company": customer.company,
+        "address": customer.address.model_dump() if customer.address else None,
+    }
+    for _ in range(_REFERENCE_ATTEMPTS):
+        order = repository.NewOrder(
+            id=uuid.uuid4(),
+            reference=new_reference(),
+            currency=data.currency,
+            customer=fields,
+            access_token_hash=hash_access_token(token),
+            lines=lines,
+        )
+        try:
+            if session is None:
+                created_at, updated_at = await writer.create_order(conn, order, session=None)
+            else:
+                # A savepoint, so a reference collision costs a retry, not the request's transaction.
+                async with conn.transaction():
+                    created_at, updated_at = await writer.create_order(conn, order, session=session)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != repository.REFERENCE_CONSTRAINT:
+                raise
+            continue
+        return _created(order, token, created_at, updated_at)
+    raise ApiError(503, "unavailable", "could not allocate an order reference; retry")
+
+
+def _priced_lines(
+    data: OrderCreate, prices: dict[str, repository.CatalogPrice], max_line_quantity: int
+) -> list[repository.NewLine]:
+    """The order's lines priced from the catalog, or a 422 listing every problem."""
     problems: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(data.items):
@@ -71,7 +130,7 @@ async def create_order(
                 )
             )
         field = f"body.items.{index}.sku"
-        product = products.get(item.sku)
+        product = prices.get(item.sku)
         if item.sku in seen:
             problems.append(
                 _problem(
@@ -99,71 +158,59 @@ async def create_order(
         first = problems[0]["message"]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ApiError(422, "invalid_items", f"order items are invalid: {first}{more}", problems)
-
-    lines = []
-    for position, item in enumerate(data.items, start=1):
-        product = products[item.sku]
-        lines.append(
-            OrderLine(
-                position=position,
-                sku=product.sku,
-                name=product.name,
-                unit_amount=product.unit_amount,
-                quantity=item.quantity,
-                line_amount=product.unit_amount * item.quantity,
-            )
+    return [
+        repository.NewLine(
+            position=position,
+            sku=prices[item.sku].sku,
+            name=prices[item.sku].name,
+            unit_amount=prices[item.sku].unit_amount,
+            quantity=item.quantity,
         )
-    token = new_access_token()
-    customer = data.customer
-    fields: dict[str, Any] = {
-        "status": OrderStatus.PENDING,
-        "currency": data.currency,
-        "total_amount": sum(line.line_amount for line in lines),
-        "customer_name": customer.name,
-        "customer_email": str(customer.email),
-        "customer_phone": customer.phone,
-        "customer_company": customer.company,
-        "customer_address": customer.address.model_dump() if customer.address else None,
-        "access_token_hash": hash_access_token(token),
-    }
-    order = await _insert_with_unique_reference(session, fields, lines)
-    writer.order_created(session, order)
-    await session.flush()
-    return order, token
+        for position, item in enumerate(data.items, start=1)
+    ]
+
+
+def _created(
+    order: repository.NewOrder, token: str, created_at: datetime, updated_at: datetime
+) -> OrderCreated:
+    currency = order.currency
+    customer = order.customer
+    return OrderCreated(
+        id=str(order.id),
+        reference=order.reference,
+        status=OrderStatus.PENDING,
+        currency=currency,
+        total_amount=order.total_amount,
+        amount=format_amount(order.total_amount, currency),
+        lines=[
+            OrderLineOut(
+                sku=line.sku,
+                name=line.name,
+                quantity=line.quantity,
+                unit_amount=line.unit_amount,
+                unit_price=format_amount(line.unit_amount, currency),
+                line_amount=line.line_amount,
+                line_total=format_amount(line.line_amount, currency),
+            )
+            for line in order.lines
+        ],
+        customer=CustomerOut(
+            name=customer["name"],
+            email=customer["email"],
+            phone=customer["phone"],
+            company=customer["company"],
+            address=AddressOut.model_validate(customer["address"]) if customer["address"] else None,
+        ),
+        payment=None,
+        transitions=None,
+        created_at=created_at,
+        updated_at=updated_at,
+        access_token=token,
+    )
 
 
 def _problem(field: str, kind: str, message: str) -> dict[str, Any]:
     return {"field": field, "message": message, "type": kind}
-
-
-async def _insert_with_unique_reference(
-    session: AsyncSession, fields: dict[str, Any], lines: list[OrderLine]
-) -> Order:
-    for _ in range(_REFERENCE_ATTEMPTS):
-        order = Order(id=uuid.uuid4(), reference=new_reference(), lines=list(lines), **fields)
-        try:
-            # A savepoint, so a reference collision costs a retry, not the request's transaction.
-            async with session.begin_nested():
-                session.add(order)
-                await session.flush()
-        except IntegrityError as exc:
-            if "uq_orders_reference" not in str(exc.orig):
-                raise
-            lines = [_copy_line(line) for line in lines]
-            continue
-        return order
-    raise ApiError(503, "unavailable", "could not allocate an order reference; retry")
-
-
-def _copy_line(line: OrderLine) -> OrderLine:
-    return OrderLine(
-        position=line.position,
-        sku=line.sku,
-        name=line.name,
-        unit_amount=line.unit_amount,
-        quantity=line.quantity,
-        line_amount=line.line_amount,
-    )
 
 
 def _parse_order_id(order_id: str) -> uuid.UUID | None:

@@ -34,6 +34,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +44,7 @@ from app.events import outbox
 from app.logging_setup import get_logger, log_after_commit
 from app.models import Order, OrderTransition, PaymentSession, Refund, TransitionSource
 from app.money import to_minor_units
+from app.orders import repository as orders_repository
 from app.orders import states as order_states
 from app.orders.states import OrderStatus
 from app.payments import repository
@@ -126,23 +128,25 @@ def _transition(
     return transition
 
 
-def order_created(db: AsyncSession, order: Order) -> None:
-    """A new order starts `pending`; its first transition says so."""
-    db.add(
-        OrderTransition(
-            order_id=order.id, from_status=None, to_status=order.status, source=TransitionSource.API
-        )
-    )
-    log_after_commit(
-        db,
-        log,
-        "order_transition",
-        order_id=str(order.id),
-        provider=None,
-        from_status=None,
-        to_status=order.status.value,
-        source=TransitionSource.API.value,
-    )
+async def create_order(
+    conn: Any, order: orders_repository.NewOrder, *, session: AsyncSession | None
+) -> tuple[datetime, datetime]:
+    """A new order starts `pending`, and its first transition says so: both written by one
+    statement on the driver connection `conn`, autocommitted unless `conn` is `session`'s, inside
+    its transaction. Returns the order's (created_at, updated_at)."""
+    stamps = await orders_repository.insert_order(conn, order)
+    line = {
+        "order_id": str(order.id),
+        "provider": None,
+        "from_status": None,
+        "to_status": OrderStatus.PENDING.value,
+        "source": TransitionSource.API.value,
+    }
+    if session is None:
+        log.info("order_transition", **line)  # committed already
+    else:
+        log_after_commit(session, log, "order_transition", **line)
+    return stamps
 
 
 def reserve_session(

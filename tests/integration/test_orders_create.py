@@ -400,6 +400,29 @@ async def test_reference_collision_is_retried(
     assert (await client.get(f"/orders/{second['id']}", headers=token)).json()["total_amount"] == 4950
 
 
+async def test_reference_collision_under_an_idempotency_key_is_retried_inside_its_transaction(
+    client: httpx.AsyncClient,
+    catalog: None,
+    monkeypatch: pytest.MonkeyPatch,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    first = (await client.post("/orders", json=order_body([("beans", 1)]))).json()
+    fresh = "ORD-YYYYYYYY"
+    references = iter([first["reference"], fresh])
+    monkeypatch.setattr(service, "new_reference", lambda: next(references))
+    headers = {"Idempotency-Key": "collision-under-key"}
+
+    response = await client.post("/orders", json=order_body([("kettle", 1)]), headers=headers)
+    assert response.status_code == 201, response.text
+    assert response.json()["reference"] == fresh
+    # The collision rolled back to its savepoint only: the order and its key were both kept.
+    counts = await row_counts(sessionmaker)
+    assert (counts["orders"], counts["order_lines"], counts["order_transitions"]) == (2, 2, 2)
+    replayed = await client.post("/orders", json=order_body([("kettle", 1)]), headers=headers)
+    assert replayed.headers.get("Idempotent-Replayed") == "true"
+    assert replayed.json()["id"] == response.json()["id"]
+
+
 def test_reference_alphabet_is_unambiguous() -> None:
     assert not set("01ILOU") & set(service.REFERENCE_ALPHABET)
     for _ in range(200):
