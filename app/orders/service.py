@@ -38,8 +38,18 @@ _REFERENCE_ATTEMPTS = 5
 ACCESS_TOKEN_PREFIX = "ot_"  # noqa: S105 - a prefix, not a secret
 
 
+_REFERENCE_SPACE = len(REFERENCE_ALPHABET) ** REFERENCE_LENGTH
+
+
 def new_reference() -> str:
-    return REFERENCE_PREFIX + "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+    # One draw from the whole space, written in base 30: uniform like eight separate choices, at a
+    # fraction of their cost on the order hot path.
+    number = secrets.randbelow(_REFERENCE_SPACE)
+    digits = []
+    for _ in range(REFERENCE_LENGTH):
+        number, digit = divmod(number, len(REFERENCE_ALPHABET))
+        digits.append(REFERENCE_ALPHABET[digit])
+    return REFERENCE_PREFIX + "".join(digits)
 
 
 def new_access_token() -> str:
