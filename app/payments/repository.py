@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, func, or_, select, text, tuple_, update
+from sqlalchemy import Select, Table, and_, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -467,12 +467,31 @@ async def claim_events(
     if not claimed:
         return []
     claimed_until = now + lease
-    await db.execute(
+    # With a payment's lock held, every event still waiting about it is claimed too, not only the
+    # ones inside the candidate window: one read of the payment answers them all, so under a flood
+    # of deliveries the backlog shrinks by whole payments rather than by a window of rows.
+    claimed_pairs = [(provider, session_id) for provider, session_id, _ in claimed if session_id]
+    waiting = and_(
+        ProviderEvent.processed_at.is_(None),
+        tuple_(ProviderEvent.provider, ProviderEvent.provider_session_id).in_(claimed_pairs),
+        or_(ProviderEvent.claimed_until.is_(None), ProviderEvent.claimed_until < now),
+    )
+    listed = ProviderEvent.id.in_([event_id for _, _, ids in claimed for event_id in ids])
+    taken = await db.execute(
         update(ProviderEvent)
-        .where(ProviderEvent.id.in_([event_id for _, _, ids in claimed for event_id in ids]))
+        .where(or_(listed, waiting) if claimed_pairs else listed)
         .values(claimed_until=claimed_until, attempts=ProviderEvent.attempts + 1)
+        .returning(ProviderEvent.id, ProviderEvent.provider, ProviderEvent.provider_session_id)
         .execution_options(synchronize_session=False)
     )
+    by_payment: dict[tuple[str, str], list[int]] = {}
+    for event_id, provider, session_id in taken.all():
+        if session_id is not None:
+            by_payment.setdefault((provider, session_id), []).append(event_id)
+    claimed = [
+        (provider, session_id, sorted(by_payment[(provider, session_id)]) if session_id else ids)
+        for provider, session_id, ids in claimed
+    ]
     sessions = await _payment_sessions_by_provider_id(
         db, [(provider, session_id) for provider, session_id, _ in claimed if session_id]
     )

@@ -86,3 +86,23 @@ async def test_events_naming_no_payment_are_claimed_one_by_one(
     claimed = await _claim(sessionmaker, lease=timedelta(seconds=30))
     assert sorted(len(group.event_ids) for group in claimed) == [1, 1, 1]
     assert {group.provider_session_id for group in claimed} == {None}
+
+
+async def test_a_claimed_payment_takes_every_event_waiting_about_it(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # Deliveries about two payments, interleaved: the candidate window (4 rows for one group)
+    # holds only some of the first payment's; the claim takes all 30 of them, and none of the other's.
+    flood: list[int] = []
+    other: list[int] = []
+    for _ in range(30):
+        flood += await _events(sessionmaker, "sess-flood", 1)
+        other += await _events(sessionmaker, "sess-other", 1)
+
+    [claimed] = await _claim(sessionmaker, lease=timedelta(seconds=30), max_groups=1)
+    assert claimed.provider_session_id == "sess-flood"
+    assert list(claimed.event_ids) == flood
+
+    [next_claim] = await _claim(sessionmaker, lease=timedelta(seconds=30), max_groups=1)
+    assert list(next_claim.event_ids) == other
+    assert await _claim(sessionmaker, lease=timedelta(seconds=30), max_groups=1) == []
