@@ -6,7 +6,7 @@ child processes at the end, also on an error or Ctrl-C):
 
   project   `python -m app.cli serve --migrate --workers N` from this checkout, on a scratch database,
             with the provider simulator, a fresh RSA key, workers on (the inbox worker applies what
-            the webhooks store), rate limits off (every request comes from one loopback client),
+            the webhooks store; the sweeper parked at 3600 s on both sides), rate limits off (every request comes from one loopback client),
             LOG_LEVEL=WARNING (which also turns uvicorn's access log off);
   floor     floor_webhook.py / floor_orders.py, run from `--floor-dir` (never copied here) with this
             .venv's python: uvicorn --workers N --http httptools --loop uvloop --no-access-log
@@ -387,6 +387,10 @@ async def start_app_side(ctx: Context, side: str) -> Service:
         "FINTECTURE_PRIVATE_KEY": ctx.private_pem.decode(),
         "FINTECTURE_API_URL": sim_url,
         "WORKERS_ENABLED": "true",
+        # The sweeper is parked on both sides: otherwise it re-reads, every 30 s, each of the
+        # thousands of sessions a run leaves open, and its provider calls land in the CPU per
+        # request of whichever scenario runs then. The inbox worker stays on.
+        "SWEEPER_INTERVAL_SECONDS": "3600",
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_ENABLED": "false",
     }
