@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictInt, computed_field, field_validator
 
@@ -116,6 +116,33 @@ class OrderLineOut(BaseModel):
     unit_price: str = Field(description="Unit price as a decimal string")
     line_amount: int = Field(description="quantity x unit_amount, minor units")
     line_total: str = Field(description="Line amount as a decimal string")
+
+    @classmethod
+    def of(cls, line: PricedLine, currency: str) -> OrderLineOut:
+        return cls(
+            sku=line.sku,
+            name=line.name,
+            quantity=line.quantity,
+            unit_amount=line.unit_amount,
+            unit_price=format_amount(line.unit_amount, currency),
+            line_amount=line.line_amount,
+            line_total=format_amount(line.line_amount, currency),
+        )
+
+
+class PricedLine(Protocol):
+    """A stored order line, or one about to be stored: what its answer is made of."""
+
+    @property
+    def sku(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def unit_amount(self) -> int: ...
+    @property
+    def line_amount(self) -> int: ...
 
 
 class AddressOut(BaseModel):
@@ -261,18 +288,7 @@ class OrderOut(BaseModel):
             currency=order.currency,
             total_amount=order.total_amount,
             amount=format_amount(order.total_amount, order.currency),
-            lines=[
-                OrderLineOut(
-                    sku=line.sku,
-                    name=line.name,
-                    quantity=line.quantity,
-                    unit_amount=line.unit_amount,
-                    unit_price=format_amount(line.unit_amount, order.currency),
-                    line_amount=line.line_amount,
-                    line_total=format_amount(line.line_amount, order.currency),
-                )
-                for line in order.lines
-            ],
+            lines=[OrderLineOut.of(line, order.currency) for line in order.lines],
             customer=CustomerOut(
                 name=order.customer_name,
                 email=order.customer_email,

@@ -192,18 +192,7 @@ def _created(
         currency=currency,
         total_amount=order.total_amount,
         amount=format_amount(order.total_amount, currency),
-        lines=[
-            OrderLineOut(
-                sku=line.sku,
-                name=line.name,
-                quantity=line.quantity,
-                unit_amount=line.unit_amount,
-                unit_price=format_amount(line.unit_amount, currency),
-                line_amount=line.line_amount,
-                line_total=format_amount(line.line_amount, currency),
-            )
-            for line in order.lines
-        ],
+        lines=[OrderLineOut.of(line, currency) for line in order.lines],
         customer=CustomerOut(
             name=customer["name"],
             email=customer["email"],

@@ -22,7 +22,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import database_error_summary, is_database_unavailable, is_pool_exhausted, transaction
-from app.logging_setup import get_logger, log_after_commit
+from app.logging_setup import get_logger
 from app.models import InboxOutcome, ProviderEvent, TransitionSource
 from app.payments import repository, writer
 from app.payments.refunds import apply_refund_observation
@@ -34,34 +34,6 @@ log = get_logger(__name__)
 
 MAX_BACKOFF = timedelta(minutes=30)
 _MAX_TEXT = 128  # the inbox's short text columns
-
-
-async def record(db: AsyncSession, provider: str, hint: WebhookHint, raw_body: bytes) -> bool:
-    """Store a verified delivery; False when this delivery id was already stored."""
-    stored = await repository.insert_event(
-        db,
-        {
-            "provider": provider,
-            "delivery_id": hint.delivery_id,
-            "event_type": hint.event_type,
-            "provider_session_id": hint.provider_session_id,
-            "content_type": hint.content_type,
-            "raw_body": raw_body,
-            "payload": dict(hint.payload),
-            "attempts": 0,
-        },
-    )
-    log_after_commit(
-        db,
-        log,
-        "webhook_accepted",
-        provider=provider,
-        event_id=hint.delivery_id,
-        event_type=hint.event_type,
-        provider_session_id=hint.provider_session_id,
-        duplicate=not stored,
-    )
-    return stored
 
 
 async def store(engine: AsyncEngine, provider: str, hint: WebhookHint, raw_body: bytes) -> bool:
@@ -258,4 +230,4 @@ class InboxProcessor:
         return outcome, len(events)
 
 
-__all__ = ["DrainResult", "InboxProcessor", "ProviderEvent", "record"]
+__all__ = ["DrainResult", "InboxProcessor", "ProviderEvent", "store"]

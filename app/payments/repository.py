@@ -7,10 +7,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, func, or_, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Select, and_, func, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db import driver_connection
@@ -313,21 +311,8 @@ async def record_refund_sync_error(db: AsyncSession, refund_id: uuid.UUID, error
 # --- the webhook inbox ---------------------------------------------------------------------------
 
 
-# Built once against the table (not the ORM entity), so each delivery only binds its values: no
-# statement to construct and no ORM bulk-insert machinery on the webhook's hot path.
-_EVENTS = cast(Table, ProviderEvent.__table__)
-_INSERT_EVENT = (
-    insert(_EVENTS).on_conflict_do_nothing(index_elements=["provider", "delivery_id"]).returning(_EVENTS.c.id)
-)
-
-
-async def insert_event(db: AsyncSession, values: dict[str, Any]) -> bool:
-    """Store a delivery; False when this (provider, delivery id) was already stored."""
-    return (await db.execute(_INSERT_EVENT, values)).scalar_one_or_none() is not None
-
-
-# The same INSERT for the webhook route, written for the driver: one statement in autocommit is
-# the whole unit of work, prepared once per connection.
+# A delivery is stored by one statement in autocommit, the whole unit of work of the webhook
+# route, written for the driver (prepared once per connection, no ORM or Core on the hot path).
 _STORE_EVENT_SQL = (
     "INSERT INTO provider_events"
     " (provider, delivery_id, event_type, provider_session_id, content_type, raw_body, payload, attempts)"
