@@ -6,8 +6,9 @@ child processes at the end, also on an error or Ctrl-C):
 
   project   `python -m app.cli serve --migrate --workers N` from this checkout, on a scratch database,
             with the provider simulator, a fresh RSA key, workers on (the inbox worker applies what
-            the webhooks store; the sweeper parked at 3600 s on both sides), rate limits off (every request comes from one loopback client),
-            LOG_LEVEL=WARNING (which also turns uvicorn's access log off);
+            the webhooks store; the sweeper parked at 3600 s on both sides), rate limits off (every
+            request comes from one loopback client), LOG_LEVEL=WARNING (which also turns uvicorn's
+            access log off);
   floor     floor_webhook.py / floor_orders.py, run from `--floor-dir` (never copied here) with this
             .venv's python: uvicorn --workers N --http httptools --loop uvloop --no-access-log
             --log-level warning, on a scratch database set up as the floor's README says;
