@@ -145,6 +145,26 @@ def host_times() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
+def simulator_config(path: Path, public_pem: bytes, sim_url: str, svc_url: str, app_secret: str) -> None:
+    """The simulator's configuration: one merchant application, ours, sending webhooks to the service."""
+    config = {
+        "public_url": sim_url,
+        "pending_settle_seconds": 86400,
+        "applications": [
+            {
+                "app_id": APP_ID,
+                "app_secret": app_secret,
+                "public_key_pem": public_pem.decode(),
+                "redirect_uris": [f"{svc_url}/callback"],
+                "webhook_url": f"{svc_url}/webhook",
+                "mode": "lenient",
+                "name": "Bench Shop",
+            }
+        ],
+    }
+    path.write_text(json.dumps(config))
+
+
 def log_tail(path: Path, lines: int = 25) -> str:
     if not path.exists():
         return "(no log)"
@@ -173,23 +193,8 @@ async def run_once(
     poller: asyncpg.Connection | None = None
     with tempfile.TemporaryDirectory(prefix="inbox-burst-") as tmp:
         work = Path(tmp)
-        config = {
-            "public_url": sim_url,
-            "pending_settle_seconds": 86400,
-            "applications": [
-                {
-                    "app_id": APP_ID,
-                    "app_secret": app_secret,
-                    "public_key_pem": public_pem.decode(),
-                    "redirect_uris": [f"{svc_url}/callback"],
-                    "webhook_url": f"{svc_url}/webhook",
-                    "mode": "lenient",
-                    "name": "Bench Shop",
-                }
-            ],
-        }
         config_path = work / "simulator.json"
-        config_path.write_text(json.dumps(config))
+        simulator_config(config_path, public_pem, sim_url, svc_url, app_secret)
         sim_log, svc_log = work / "simulator.log", work / "service.log"
         env = {
             **os.environ,

@@ -77,7 +77,16 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 
 import inbox_burst  # noqa: E402
-from inbox_burst import bounded, code_version, free_port, log_tail, pg_connect, scratch_database  # noqa: E402
+from inbox_burst import (  # noqa: E402
+    APP_ID,
+    bounded,
+    code_version,
+    free_port,
+    log_tail,
+    pg_connect,
+    scratch_database,
+    simulator_config,
+)
 
 from app.config import normalise_database_url  # noqa: E402
 from app.devdb import with_database  # noqa: E402
@@ -86,7 +95,6 @@ from app.providers.fintecture.signing import generate_key_pair_pem  # noqa: E402
 SCENARIOS = ("webhook", "orders", "healthz", "products", "order_read", "payment_session", "inbox_burst")
 WRK = "/usr/bin/wrk"
 WRK_THREADS = 2
-APP_ID = "bench-app"
 ADMIN_KEY = secrets.token_urlsafe(32)
 PRODUCT = {"name": "Bench item", "description": "", "unit_amount": 1999, "currency": "EUR"}
 ORDER = {
@@ -343,25 +351,6 @@ class Context:
         await scratch_database(self.server_url, name)
         self.databases.append(name)
         return name
-
-
-def simulator_config(path: Path, public_pem: bytes, sim_url: str, svc_url: str, app_secret: str) -> None:
-    config = {
-        "public_url": sim_url,
-        "pending_settle_seconds": 86400,
-        "applications": [
-            {
-                "app_id": APP_ID,
-                "app_secret": app_secret,
-                "public_key_pem": public_pem.decode(),
-                "redirect_uris": [f"{svc_url}/callback"],
-                "webhook_url": f"{svc_url}/webhook",
-                "mode": "lenient",
-                "name": "Bench Shop",
-            }
-        ],
-    }
-    path.write_text(json.dumps(config))
 
 
 async def start_app_side(ctx: Context, side: str) -> Service:
