@@ -441,7 +441,7 @@ def build_router(settings: Settings) -> APIRouter:
             await service.replay_inbound(sessionmaker, int(event_id))
         except ApiError as exc:
             return _back(back, error=exc.code)
-        await workers.wake()
+        workers.notify()
         return _back(back, notice="inbound_replayed")
 
     # --- payouts ---------------------------------------------------------------------------------

@@ -146,5 +146,5 @@ async def replay_inbound_events(
 ) -> InboundReplayOut:
     ids = await service.replay_inbound(db, body)
     await db.commit()
-    await workers.wake()
+    workers.notify()
     return InboundReplayOut(replayed=len(ids), event_ids=ids)

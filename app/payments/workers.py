@@ -101,12 +101,8 @@ class PaymentWorkers:
         self._tasks = []
 
     def notify(self) -> None:
-        """A webhook was stored and committed: process it now rather than at the next poll."""
-        self._wake.set()
-
-    async def wake(self) -> None:
-        """A webhook was stored: process it now rather than at the next poll. A coroutine, so a
-        route's background task runs it on the event loop rather than in a thread."""
+        """Inbox events were stored (or made due again) and committed: process them now rather
+        than at the next poll."""
         self._wake.set()
 
     async def drain_inbox(self) -> inbox.DrainResult:
