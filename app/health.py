@@ -7,10 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import text
 
 from app.deps import EngineDep
-from app.migrations_info import head_revision
+from app.migrations_info import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
 
@@ -87,10 +86,7 @@ async def readyz(engine: EngineDep) -> JSONResponse:
     expected = head_revision()
     try:
         async with engine.connect() as conn:
-            has_table = (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar()
-            current = None
-            if has_table is not None:
-                current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+            current = await current_revision(conn)
     except Exception as exc:  # any failure to reach or read the database means "not ready"
         body = {"status": "unavailable", "database": "unreachable", "detail": type(exc).__name__}
         return JSONResponse(body, status_code=503)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -22,3 +24,11 @@ def alembic_config(database_url: str | None = None) -> Config:
 @cache
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def current_revision(conn: AsyncConnection) -> str | None:
+    """The revision the database is at; None before the first migration."""
+    if (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar() is None:
+        return None
+    revision = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    return str(revision) if revision is not None else None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from app.config import Settings
 from app.db import database_error_summary
-from app.migrations_info import head_revision
+from app.migrations_info import current_revision, head_revision
 
 # Connections PostgreSQL keeps for superusers, plus room for an operator's psql and migrations.
 RESERVED_CONNECTIONS = 5
@@ -40,24 +40,28 @@ def _redacted(url: str) -> str:
 
 async def check_database(settings: Settings, processes: int = 1) -> DatabaseReport:
     """One connection: reachable, migrated to head, room for `processes` pools."""
-    import asyncpg
+    from sqlalchemy import text
+
+    from app.db import create_engine
 
     report = DatabaseReport(expected_migration=head_revision())
-    dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    engine = create_engine(
+        settings.database_url, pool_size=1, connect_timeout=settings.database_connect_timeout_seconds
+    )
     try:
-        conn = await asyncpg.connect(dsn, timeout=settings.database_connect_timeout_seconds)
-    except Exception as exc:  # any failure to connect is the same answer: not reachable
-        report.error = database_error_summary(exc)
-        where = _redacted(settings.database_url)
-        report.problems.append(f"the database at {where} is unreachable: {report.error}")
-        return report
-    try:
-        report.reachable = True
-        if await conn.fetchval("SELECT to_regclass('alembic_version')") is not None:
-            report.migration = await conn.fetchval("SELECT version_num FROM alembic_version")
-        report.max_connections = int(await conn.fetchval("SHOW max_connections"))
+        async with engine.connect() as conn:
+            report.reachable = True
+            report.migration = await current_revision(conn)
+            report.max_connections = int((await conn.execute(text("SHOW max_connections"))).scalar_one())
+    except Exception as exc:  # any failure to connect or read is the same answer: not usable
+        if not report.reachable:
+            report.error = database_error_summary(exc)
+            where = _redacted(settings.database_url)
+            report.problems.append(f"the database at {where} is unreachable: {report.error}")
+            return report
+        raise
     finally:
-        await conn.close()
+        await engine.dispose()
     if report.migration != report.expected_migration:
         report.problems.append(
             f"the database is at migration {report.migration or 'none'}, this version needs "
