@@ -110,7 +110,7 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Whatever fails inside still answers in the error shape...
     app.add_middleware(UnhandledErrorMiddleware)
-    # ...and that answer, like every other, carries the security headers: added last, outermost.
+    # ...and that answer, like every other, carries the security headers (added after, so around it).
     app.add_middleware(SecurityHeadersMiddleware)
     # Around the error and header middlewares: the request id and the access line cover every
     # answer, a 500 included.
