@@ -99,7 +99,8 @@ def is_database_unavailable(exc: BaseException) -> bool:
             return True
         sqlstate = getattr(exc.orig, "sqlstate", None) or ""
         return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
-    return False
+    # Raised by the driver itself, on a path that uses its connection directly.
+    return type(exc).__module__.startswith("asyncpg") and _is_driver_disconnect(exc)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -114,10 +115,19 @@ async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIt
 
 
 def _is_driver_disconnect(exc: BaseException) -> bool:
-    """A driver error that means the connection or the server is gone, not a refused statement."""
+    """A driver error that means the connection or the server is gone, not a refused statement:
+    what a statement run on the driver connection itself raises when the server goes away."""
     import asyncpg
 
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.ConnectionDoesNotExistError):
+    if isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | EOFError
+        | asyncpg.InterfaceError
+        | asyncpg.InternalClientError
+        | asyncpg.ConnectionDoesNotExistError,
+    ):
         return True
     sqlstate = getattr(exc, "sqlstate", None) or ""
     return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
@@ -143,7 +153,8 @@ class driver_connection:
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, _tb: Any) -> None:
         fairy = self._fairy
-        lost = exc is not None and _is_driver_disconnect(exc)
+        # A connection that closed under the statement is lost, whatever the driver raised.
+        lost = exc is not None and (_is_driver_disconnect(exc) or fairy.driver_connection.is_closed())
         try:
             if lost or isinstance(exc, asyncio.CancelledError):
                 await greenlet_spawn(fairy.invalidate, exc if isinstance(exc, Exception) else None)

@@ -191,6 +191,11 @@ def _assert_error_shape(answer: Answer) -> None:
     assert answer.retry_after is not None and int(answer.retry_after) > 0, answer
 
 
+def _error_lines(log: str) -> list[str]:
+    """The service's error lines (an unexpected answer's cause), the last few."""
+    return [line for line in log.splitlines() if '"level": "error"' in line][-5:]
+
+
 async def test_a_database_outage_mid_traffic(database: tuple[PrivatePostgres, str]) -> None:
     server, database_url = database
     async with process_stack(
@@ -275,7 +280,7 @@ async def test_a_database_outage_mid_traffic(database: tuple[PrivatePostgres, st
     assert len(during) >= 50
     for answer in answers:
         assert answer.seconds < ANSWER_LIMIT_SECONDS, answer
-        assert answer.status in SUCCESS or answer.status == 503, answer
+        assert answer.status in SUCCESS or answer.status == 503, (answer, _error_lines(log))
         if answer.status == 503:
             _assert_error_shape(answer)
     # While the database is down, nothing succeeds by accident: every kind of request is a 503.
