@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from app.db import DatabaseUnavailable, database_error_summary, is_database_unavailable, is_pool_exhausted
 from app.logging_setup import get_logger
@@ -181,82 +181,24 @@ def install_error_handlers(app: FastAPI) -> None:
     for database_error in (DatabaseUnavailable, sa_exc.TimeoutError, sa_exc.DBAPIError):
         app.add_exception_handler(database_error, _unexpected_error)
     # Starlette's last resort (its ServerErrorMiddleware) answers with this, then re-raises to the
-    # server; UnhandledErrorMiddleware catches everything first, so this only covers a failure in
-    # a middleware added outside it.
+    # server; the edge middleware (app/edge.py) catches everything first, so this only covers a
+    # failure in a middleware added outside it.
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-class UnhandledErrorMiddleware:
-    """Answers any exception the app lets through with the error shape and one log line, and does
-    not re-raise it (Starlette's ServerErrorMiddleware does, and the server then logs a traceback
-    per request). Add it last, so that it wraps every other middleware."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as exc:
-            if started:
-                raise  # half a response is out: the server can only drop the connection
-            response = database_error_response(exc) or _internal_error(scope, exc)
-            await response(scope, receive, send)
+def unhandled_error_response(scope: Scope, exc: Exception) -> JSONResponse:
+    """The answer to an exception the app let through (the edge middleware sends it): 503 for a
+    database outage, otherwise 500 with the request id, logged once."""
+    return database_error_response(exc) or _internal_error(scope, exc)
 
 
-class BodySizeLimitMiddleware:
-    """Reject request bodies over `max_bytes` with 413 before anything reads them into memory."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
-                    too_big = True
-                if too_big:
-                    await self._reject(scope, receive, send)
-                    return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge(self.max_bytes)
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await self._reject(scope, receive, send)
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes")
-        await response(scope, receive, send)
+def payload_too_large_response(max_bytes: int) -> JSONResponse:
+    return error_response(413, "payload_too_large", f"request body exceeds {max_bytes} bytes")
 
 
-class _BodyTooLarge(HTTPException):
-    # An HTTPException so FastAPI's body parsing re-raises it as is and the handler shapes it.
+class BodyTooLarge(HTTPException):
+    """Raised by the edge middleware's receive once a body outgrows the limit. An HTTPException, so
+    FastAPI's body parsing re-raises it as is and the handler shapes it."""
+
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"request body exceeds {max_bytes} bytes")

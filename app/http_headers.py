@@ -20,8 +20,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message
 
 # For HTML nobody declared a policy for (the payer's "link not recognised" page): inline styles,
 # nothing else.
@@ -88,25 +87,27 @@ def page_policy(
     return "; ".join(f"{name} {' '.join(sources)}" for name, sources in directives.items() if sources)
 
 
-class SecurityHeadersMiddleware:
-    """Adds the headers above to every HTTP answer, leaving any a route set itself."""
+# Set on every answer unless the route set its own; ASGI header names are lower-case bytes.
+_DEFAULT_HEADERS = (
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+_HTML_POLICY = (b"content-security-policy", DEFAULT_PAGE_POLICY.encode("ascii"))
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("cache-control", "no-store")
-                headers.setdefault("x-content-type-options", "nosniff")
-                headers.setdefault("referrer-policy", "no-referrer")
-                if headers.get("content-type", "").startswith("text/html"):
-                    headers.setdefault("content-security-policy", DEFAULT_PAGE_POLICY)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def add_default_headers(start_message: Message) -> None:
+    """Add the headers above to an answer's `http.response.start` message, leaving any the route
+    set itself (called by the edge middleware, app/edge.py, for every HTTP answer). One pass over
+    the answer's headers: this runs for every request."""
+    headers = start_message["headers"] = list(start_message.get("headers", ()))
+    present = set()
+    html = False
+    for name, value in headers:
+        name = name.lower()
+        present.add(name)
+        if name == b"content-type" and value.startswith(b"text/html"):
+            html = True
+    headers.extend(header for header in _DEFAULT_HEADERS if header[0] not in present)
+    if html and _HTML_POLICY[0] not in present:
+        headers.append(_HTML_POLICY)

@@ -2,8 +2,8 @@
 
 Counted where it happens (each family is described in README, "Metrics"):
 
-- every HTTP answer, by method, route template and status, with its latency (`RequestMetricsMiddleware`,
-  a plain ASGI middleware: a dict look-up and two increments per request);
+- every HTTP answer, by method, route template and status, with its latency (`RequestRecorder`,
+  called by the edge middleware: a dict look-up and two increments per request);
 - order transitions, by provider, from-state, to-state and source, once their transaction has
   committed (`transition_recorded`, called by the writer);
 - every HTTP exchange with a provider, by provider, operation and outcome, with its latency
@@ -29,7 +29,6 @@ import asyncio
 import os
 import re
 import tempfile
-import time
 from collections.abc import Iterable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from app.errors import NotFound
 from app.logging_setup import get_logger
@@ -158,44 +157,17 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 UNMATCHED_ROUTE = "unmatched"
 
 
-class RequestMetricsMiddleware:
+class RequestRecorder:
     """Counts every HTTP answer by method, route template (`/orders/{order_id}`, never the raw path;
     anything no route matched is `unmatched`) and status, and observes its latency up to the last
-    body byte (background tasks run after it are not the client's wait). Add it outermost, so it
-    sees the answers other middlewares make (413, 500)."""
+    body byte (background tasks run after it are not the client's wait). The edge middleware
+    (app/edge.py) calls it for every answer, the ones it makes itself (413, 500) included."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self) -> None:
         # Label children per (method, route, status): the label look-up is the costly part.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # an app that sends nothing leaves the server to answer 500
-        recorded = False
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status, recorded
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-            elif kind == "http.response.body" and not message.get("more_body", False):
-                await send(message)
-                recorded = True
-                self._observe(scope, status, time.perf_counter() - started)
-                return
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            if not recorded:
-                self._observe(scope, status, time.perf_counter() - started)
-
-    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+    def observe(self, scope: Scope, status: int, elapsed: float) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or UNMATCHED_ROUTE
         method = scope["method"]

@@ -6,21 +6,23 @@ structlog's context for the request (`request_id` on every line logged while it 
 library's included), set on the answer (errors too: this wraps the unhandled-error middleware), and
 the request ends with one `request` line: method, path with query keys only, route, status, duration.
 
-A pure ASGI middleware, no BaseHTTPMiddleware: a few microseconds a request. It only reads the
-request's headers (a provider may sign a webhook's X-Request-ID as part of its content).
+The edge middleware (`app/edge.py`) calls `start`, `log_request` and `end` around every request. It
+only reads the request's headers (a provider may sign a webhook's X-Request-ID as part of its
+content).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from app.logging_setup import get_logger, without_query_values
 
@@ -50,7 +52,7 @@ def bind(**fields: Any) -> None:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits, as 32 hex digits
 
 
 def accepted(value: bytes) -> str | None:
@@ -58,50 +60,34 @@ def accepted(value: bytes) -> str | None:
     return value.decode("ascii") if _VALID.fullmatch(value) else None
 
 
-class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def start(request_id: str) -> tuple[Token[str | None], Token[list[Mapping[str, Token[Any]]] | None]]:
+    """Make `request_id` the current request's, on every line it logs; `end` undoes it."""
+    token = _current.set(request_id)
+    bindings = [structlog.contextvars.bind_contextvars(request_id=request_id)]
+    return token, _bindings.set(bindings)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == HEADER:
-                request_id = accepted(value)
-                break
-        if request_id is None:
-            request_id = new_id()
-        header = (HEADER, request_id.encode("ascii"))
-        status = 0
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
+def end(tokens: tuple[Token[str | None], Token[list[Mapping[str, Token[Any]]] | None]]) -> None:
+    """Undo `start` and every `bind` since."""
+    token, bindings_token = tokens
+    for bound in reversed(_bindings.get() or ()):
+        structlog.contextvars.reset_contextvars(**bound)
+    _bindings.reset(bindings_token)
+    _current.reset(token)
 
-        token = _current.set(request_id)
-        bindings = [structlog.contextvars.bind_contextvars(request_id=request_id)]
-        bindings_token = _bindings.set(bindings)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = scope.get("route")
-            query = scope.get("query_string", b"")
-            path = scope["path"]
-            log.info(
-                "request",
-                method=scope["method"],
-                path=without_query_values(f"{path}?{query.decode('latin-1')}") if query else path,
-                route=getattr(route, "path", None),
-                status=status,  # 0: no answer started (the connection was dropped)
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            )
-            for tokens in reversed(bindings):
-                structlog.contextvars.reset_contextvars(**tokens)
-            _bindings.reset(bindings_token)
-            _current.reset(token)
+
+def log_request(scope: Scope, status: int, started: float) -> None:
+    """The request's access line; `status` 0 when no answer started (the connection was dropped)."""
+    if not log.is_enabled_for(logging.INFO):
+        return  # LOG_LEVEL above INFO: don't build a line nobody keeps
+    route = scope.get("route")
+    query = scope.get("query_string", b"")
+    path = scope["path"]
+    log.info(
+        "request",
+        method=scope["method"],
+        path=without_query_values(f"{path}?{query.decode('latin-1')}") if query else path,
+        route=getattr(route, "path", None),
+        status=status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )

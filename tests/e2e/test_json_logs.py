@@ -26,7 +26,7 @@ from tests.support.process_stack import ProcessStack, process_stack
 from tests.support.settings_env import every_env_name
 
 ROOT = Path(__file__).resolve().parents[2]
-HEX_ID = 32  # a request id the service makes: uuid4().hex
+HEX_ID = 32  # a request id the service makes: 32 hex digits
 
 
 def parse_lines(output: str) -> list[dict[str, Any]]:
