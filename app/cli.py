@@ -171,6 +171,38 @@ async def _sweep_once(settings: Settings) -> dict[str, int]:
     }
 
 
+async def _work(settings: Settings) -> None:
+    """Everything `serve` runs beside the API (the inbox worker, the sweeper, the outbox dispatcher),
+    without the API, until SIGTERM or SIGINT. It is the application's own start-up and shutdown, so
+    the work is the same as in a serving process with WORKERS_ENABLED=true."""
+    import signal
+
+    from app.main import create_app
+
+    app = create_app(settings.model_copy(update={"workers_enabled": True}))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log = logging_setup.get_logger("checkout.work")
+    async with app.router.lifespan_context(app):
+        log.info("work_started", inbox_concurrency=settings.inbox_concurrency)
+        await stop.wait()
+        log.info("work_stopping")
+    log.info("work_stopped")
+
+
+def cmd_work(args: argparse.Namespace) -> None:
+    from app import preflight
+
+    settings = _settings()
+    report = asyncio.run(preflight.wait_for_database(settings, 1, args.wait_for_db))
+    if report.problems:
+        logging_setup.get_logger("checkout.work").error("work_refused", reason="; ".join(report.problems))
+        sys.exit(1)
+    asyncio.run(_work(settings))
+
+
 def cmd_sweep(_: argparse.Namespace) -> None:
     print(json.dumps(asyncio.run(_sweep_once(_settings()))))
 
@@ -265,6 +297,20 @@ def main(argv: list[str] | None = None) -> None:
         "--check", action="store_true", help="check the settings and the database, print what is wrong, exit"
     )
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "work",
+        help="run the inbox worker, the sweeper and the outbox dispatcher without the API "
+        "(beside `serve` processes started with WORKERS_ENABLED=false)",
+    )
+    p.add_argument(
+        "--wait-for-db",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for the database to be reachable and migrated (default: do not wait)",
+    )
+    p.set_defaults(func=cmd_work)
 
     p = sub.add_parser("migrate", help="apply database migrations")
     p.set_defaults(func=cmd_migrate)
