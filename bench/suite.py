@@ -6,7 +6,8 @@ child processes at the end, also on an error or Ctrl-C):
 
   project   `python -m app.cli serve --migrate --workers N` from this checkout, on a scratch database,
             with the provider simulator, a fresh RSA key, workers on (the inbox worker applies what
-            the webhooks store; the sweeper parked at 3600 s on both sides), rate limits off (every
+            the webhooks store; the sweeper parked at 3600 s on both sides; `--inbox-workers off`
+            turns them off, to measure webhook intake alone), rate limits off (every
             request comes from one loopback client), LOG_LEVEL=WARNING (which also turns uvicorn's
             access log off);
   floor     floor_webhook.py / floor_orders.py, run from `--floor-dir` (never copied here) with this
@@ -376,7 +377,7 @@ async def start_app_side(ctx: Context, side: str) -> Service:
         "FINTECTURE_APP_SECRET": app_secret,
         "FINTECTURE_PRIVATE_KEY": ctx.private_pem.decode(),
         "FINTECTURE_API_URL": sim_url,
-        "WORKERS_ENABLED": "true",
+        "WORKERS_ENABLED": "true" if ctx.args.inbox_workers == "on" or side == "baseline" else "false",
         # The sweeper is parked on both sides: otherwise it re-reads, every 30 s, each of the
         # thousands of sessions a run leaves open, and its provider calls land in the CPU per
         # request of whichever scenario runs then. The inbox worker stays on.
@@ -755,7 +756,9 @@ async def run_scenario(ctx: Context, scenario: str, services: dict[str, Service]
             result["orders"] = state[f"orders-{side}"]
             if not result.get("exhausted"):
                 state[f"rate-{side}"] = max(state.get(f"rate-{side}", 0.0), result["rps"])
-        if scenario == "webhook" and side == "project":
+        if scenario == "webhook" and side == "project" and ctx.args.inbox_workers == "off":
+            result["backlog_end"] = await backlog(service)  # stored, left for a worker process
+        elif scenario == "webhook" and side == "project":
             result["backlog_end"] = await backlog(service)
             await asyncio.sleep(BACKLOG_WAIT_SECONDS)
             result["backlog_5s"] = await backlog(service)
@@ -780,7 +783,9 @@ async def run_scenario(ctx: Context, scenario: str, services: dict[str, Service]
             result["wrk_output"] = output
         runs.append(result)
         extra = ""
-        if "backlog_end" in result:
+        if "backlog_end" in result and "drain_s" not in result:
+            extra = f"  stored {result['backlog_end']} events in all (inbox workers off)"
+        elif "backlog_end" in result:
             drained = f"{result['drain_s']:.0f} s" if result["drain_s"] is not None else "not in time"
             extra = (
                 f"  inbox backlog {result['backlog_end']} at the end, {result['backlog_5s']} 5 s later, "
@@ -867,10 +872,12 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "rss_mb_per_worker": statistics.fmean(rss) if rss else None,
                 "problems": sum(len(r["problems"]) for r in of_side),
             }
-            if scenario == "webhook" and side == "project":
+            if scenario == "webhook" and side == "project" and "drain_s" in of_side[0]:
                 sides[side]["backlog_end"] = [r["backlog_end"] for r in of_side]
                 sides[side]["backlog_5s"] = [r["backlog_5s"] for r in of_side]
                 sides[side]["drain_s"] = [r["drain_s"] for r in of_side]
+            elif scenario == "webhook" and side == "project":
+                sides[side]["stored"] = [r["backlog_end"] for r in of_side]
         ratios: dict[str, Any] = {}
         for other in ("floor", "baseline"):
             pairs = [
@@ -935,6 +942,11 @@ def print_tables(summary: dict[str, Any], args: argparse.Namespace) -> None:
                     f"{'':<{widths[0]}}  inbox backlog after each run: {s['backlog_end']}, "
                     f"{BACKLOG_WAIT_SECONDS} s later: {s['backlog_5s']}; all applied after (s): "
                     f"{[round(d) if d is not None else None for d in s['drain_s']]}"
+                )
+            if "stored" in s:
+                print(
+                    f"{'':<{widths[0]}}  inbox workers off: events stored by the end of each run "
+                    f"(cumulative): {s['stored']}"
                 )
         for name, ratio in data["ratios"].items():
             print(f"  {name}: {ratio['mean']:.3f} (per round {_range(ratio['values'], '.3f')})")
@@ -1187,6 +1199,13 @@ if __name__ == "__main__":
         type=int,
         default=300,
         help="seconds to wait after a project webhook run for its inbox backlog to be applied",
+    )
+    parser.add_argument(
+        "--inbox-workers",
+        choices=["on", "off"],
+        default="on",
+        help="off: the project's server processes only store webhooks (WORKERS_ENABLED=false), as when "
+        "the workers run in a process of their own; the webhook scenario then measures intake alone",
     )
     parser.add_argument(
         "--private-postgres",
