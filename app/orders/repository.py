@@ -120,6 +120,16 @@ SELECT created_at, updated_at FROM new_order
 REFERENCE_CONSTRAINT = "uq_orders_reference"
 
 
+_TOKEN_HASH_OF_ORDER_SQL = "SELECT access_token_hash FROM orders WHERE id = $1"  # noqa: S105
+
+
+async def access_token_hash(conn: Any, order_id: uuid.UUID) -> str | None:
+    """The order's access-token hash on the driver connection `conn`; None when there is no such
+    order."""
+    value = await conn.fetchval(_TOKEN_HASH_OF_ORDER_SQL, order_id)
+    return str(value) if value is not None else None
+
+
 async def catalog_prices(conn: Any, skus: list[str]) -> dict[str, CatalogPrice]:
     rows = await conn.fetch(_CATALOG_PRICES_SQL, skus)
     return {row["sku"]: CatalogPrice(*row) for row in rows}

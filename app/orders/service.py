@@ -243,6 +243,24 @@ async def get_order_for_bearer(
     return order
 
 
+async def authorize_order(
+    engine: AsyncEngine, order_id: str, bearer: str | None, settings: Settings
+) -> uuid.UUID:
+    """The order's id, if `bearer` is its access token or the operator key; NotFound otherwise, in
+    the same cases as `get_order_for_bearer`. For a route that needs the right to act on the order
+    and not the order itself: one autocommitted read of its token hash, no transaction."""
+    parsed = _parse_order_id(order_id)
+    if parsed is None or bearer is None:
+        raise NotFound("order")
+    async with driver_connection(engine) as conn:
+        stored_hash = await repository.access_token_hash(conn, parsed)
+    if stored_hash is None:
+        raise NotFound("order")
+    if not (is_admin(bearer, settings) or _token_matches(bearer, stored_hash)):
+        raise NotFound("order")
+    return parsed
+
+
 def _token_matches(token: str, stored_hash: str) -> bool:
     return secrets_match(hash_access_token(token), stored_hash)
 

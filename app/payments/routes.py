@@ -11,11 +11,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from app import metrics
 from app.auth import OrderBearer, require_admin
-from app.deps import DbSession, ProvidersDep, SessionMakerDep, SettingsDep
+from app.deps import DbSession, EngineDep, ProvidersDep, SessionMakerDep, SettingsDep
 from app.errors import ApiError, NotFound
 from app.idempotency import fingerprint_of, remember, replay
 from app.openapi import error, return_parameters, webhook_openapi
-from app.orders.service import get_order_for_bearer
+from app.orders.service import authorize_order, get_order_for_bearer
 from app.payments import inbox, intake, refunds, service
 from app.payments.schemas import (
     CapabilitiesOut,
@@ -102,6 +102,7 @@ async def create_payment_session(
     order_id: str,
     request: Request,
     bearer: OrderBearer,
+    engine: EngineDep,
     sessionmaker: SessionMakerDep,
     settings: SettingsDep,
     providers: ProvidersDep,
@@ -109,13 +110,14 @@ async def create_payment_session(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     options = body or PaymentSessionRequest()
-    async with sessionmaker() as db:
-        order = await get_order_for_bearer(db, order_id, bearer, settings)
-        scope = f"payment-session:{order.id}"
-        fingerprint = fingerprint_of(str(order.id), options.model_dump())
-        stored = await replay(db, scope=scope, key=idempotency_key, fingerprint=fingerprint)
-    if stored is not None:
-        return JSONResponse(stored[1], status_code=stored[0], headers={"Idempotent-Replayed": "true"})
+    authorized_id = await authorize_order(engine, order_id, bearer, settings)
+    scope = f"payment-session:{authorized_id}"
+    fingerprint = fingerprint_of(str(authorized_id), options.model_dump())
+    if idempotency_key is not None:
+        async with sessionmaker() as db:
+            stored = await replay(db, scope=scope, key=idempotency_key, fingerprint=fingerprint)
+        if stored is not None:
+            return JSONResponse(stored[1], status_code=stored[0], headers={"Idempotent-Replayed": "true"})
 
     if options.provider is not None and options.provider not in providers:
         raise ApiError(
@@ -134,7 +136,7 @@ async def create_payment_session(
     provider = service.get_provider(providers, name or "")
     session, created = await service.open_session(
         sessionmaker,
-        order.id,
+        authorized_id,
         provider,
         settings,
         service.SessionOptions(

@@ -212,7 +212,7 @@ async def open_session(
 
     try:
         async with transaction(sessionmaker) as db:
-            attached = await writer.attach_session(db, found.session_id, created)
+            attached = await writer.attach_session(db, found.session_id, created, order_id=order_id)
     except Exception:
         log.exception(
             "payment_session_attach_failed",
