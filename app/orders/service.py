@@ -63,8 +63,8 @@ def hash_access_token(token: str) -> str:
 async def create_order(engine: AsyncEngine, data: OrderCreate, *, max_line_quantity: int) -> OrderCreated:
     """Price `data` from the catalog and insert a `pending` order; returns it with its access token.
 
-    The order, its lines and its first transition are one autocommitted statement on a pooled
-    driver connection: no transaction to open or close around it.
+    The catalog prices, the order, its lines and its first transition are one autocommitted
+    statement on a pooled driver connection: no transaction to open or close around it.
 
     Every problem with the items is reported at once (422 `invalid_items`, one detail per item) and
     nothing is written. A line may hold at most `max_line_quantity` units (MAX_LINE_QUANTITY).
@@ -88,9 +88,8 @@ async def create_order_in(
 async def _create(
     conn: Any, data: OrderCreate, max_line_quantity: int, *, session: AsyncSession | None
 ) -> OrderCreated:
-    prices = await repository.catalog_prices(conn, [item.sku for item in data.items])
-    lines = _priced_lines(data, prices, max_line_quantity)
     token = new_access_token()
+    token_hash = hash_access_token(token)
     customer = data.customer
     fields: dict[str, Any] = {
         "name": customer.name,
@@ -99,13 +98,49 @@ async def _create(
         "company": customer.company,
         "address": customer.address.model_dump() if customer.address else None,
     }
+    if _lines_plausible(data, max_line_quantity):
+        # The usual case: one statement prices the lines from the catalog and writes the order.
+        wanted = [
+            repository.WantedLine(position=position, sku=item.sku, quantity=item.quantity)
+            for position, item in enumerate(data.items, start=1)
+        ]
+        for _ in range(_REFERENCE_ATTEMPTS):
+            draft = repository.OrderDraft(
+                id=uuid.uuid4(),
+                reference=new_reference(),
+                currency=data.currency,
+                customer=fields,
+                access_token_hash=token_hash,
+                lines=wanted,
+            )
+            try:
+                if session is None:
+                    written = await writer.create_priced_order(conn, draft, session=None)
+                else:
+                    async with conn.transaction():  # a savepoint, as below
+                        written = await writer.create_priced_order(conn, draft, session=session)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != repository.REFERENCE_CONSTRAINT:
+                    raise
+                continue
+            if written is None:
+                break  # the catalog refused a line: read it below to name every problem
+            order, created_at, updated_at = written
+            return _created(order, token, created_at, updated_at)
+        else:
+            raise ApiError(503, "unavailable", "could not allocate an order reference; retry")
+    # A line the catalog or the limits refuse: every problem is named from a read of the catalog.
+    # (Should the catalog have changed since, and now accept every line, the order is priced from
+    # this read and written.)
+    prices = await repository.catalog_prices(conn, [item.sku for item in data.items])
+    lines = _priced_lines(data, prices, max_line_quantity)
     for _ in range(_REFERENCE_ATTEMPTS):
         order = repository.NewOrder(
             id=uuid.uuid4(),
             reference=new_reference(),
             currency=data.currency,
             customer=fields,
-            access_token_hash=hash_access_token(token),
+            access_token_hash=token_hash,
             lines=lines,
         )
         try:
@@ -121,6 +156,13 @@ async def _create(
             continue
         return _created(order, token, created_at, updated_at)
     raise ApiError(503, "unavailable", "could not allocate an order reference; retry")
+
+
+def _lines_plausible(data: OrderCreate, max_line_quantity: int) -> bool:
+    """No line over the quantity limit and no SKU twice: what can be refused without the catalog."""
+    return len({item.sku for item in data.items}) == len(data.items) and all(
+        item.quantity <= max_line_quantity for item in data.items
+    )
 
 
 def _priced_lines(
