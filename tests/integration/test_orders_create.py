@@ -284,6 +284,34 @@ async def test_invalid_requests_are_refused_without_writing(
     assert await row_counts(sessionmaker) == NO_ROWS
 
 
+
+@pytest.mark.parametrize("idempotency_key", [None, "reverse-order-1"], ids=["autocommit", "keyed"])
+async def test_each_line_is_priced_from_its_own_sku_whatever_the_order_of_the_lines(
+    client: httpx.AsyncClient,
+    catalog: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    idempotency_key: str | None,
+) -> None:
+    # The statement that writes the order prices its lines from the catalog: each line keeps its
+    # position, SKU, name and price, however the catalog's rows come back.
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    response = await client.post("/orders", json=order_body([("kettle", 1), ("beans", 4)]), headers=headers)
+    assert response.status_code == 201, response.text
+    order = response.json()
+    assert [(ln["sku"], ln["name"], ln["unit_amount"], ln["line_amount"]) for ln in order["lines"]] == [
+        ("kettle", "Kettle", 2475, 2475),
+        ("beans", "Beans", 1250, 5000),
+    ]
+    assert order["total_amount"] == 7475
+    async with sessionmaker() as session:
+        lines = (await session.scalars(select(OrderLine).order_by(OrderLine.position))).all()
+        assert [(ln.position, ln.sku, ln.name, ln.unit_amount, ln.quantity) for ln in lines] == [
+            (1, "kettle", "Kettle", 2475, 1),
+            (2, "beans", "Beans", 1250, 4),
+        ]
+        stored = await session.get(Order, order["id"])
+        assert stored is not None and stored.total_amount == 7475
+
 @pytest.mark.parametrize(
     ("items", "currency", "expected"),
     [
