@@ -284,7 +284,6 @@ async def test_invalid_requests_are_refused_without_writing(
     assert await row_counts(sessionmaker) == NO_ROWS
 
 
-
 @pytest.mark.parametrize("idempotency_key", [None, "reverse-order-1"], ids=["autocommit", "keyed"])
 async def test_each_line_is_priced_from_its_own_sku_whatever_the_order_of_the_lines(
     client: httpx.AsyncClient,
@@ -311,6 +310,7 @@ async def test_each_line_is_priced_from_its_own_sku_whatever_the_order_of_the_li
         ]
         stored = await session.get(Order, order["id"])
         assert stored is not None and stored.total_amount == 7475
+
 
 @pytest.mark.parametrize(
     ("items", "currency", "expected"),
