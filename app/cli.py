@@ -275,6 +275,16 @@ def _run(args: argparse.Namespace) -> None:
         raise SystemExit(1) from None
 
 
+def _add_wait_for_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait-for-db",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for the database to be reachable and migrated (default: do not wait)",
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     # JSON from the first line on (settings, read next, may set another level).
     logging_setup.configure(os.environ.get("LOG_LEVEL", "INFO"))
@@ -286,13 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=_positive_int, default=1, help="server processes (default 1)")
     p.add_argument("--migrate", action="store_true", help="apply migrations first")
-    p.add_argument(
-        "--wait-for-db",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait up to this long for the database to be reachable and migrated (default: do not wait)",
-    )
+    _add_wait_for_db(p)
     p.add_argument(
         "--check", action="store_true", help="check the settings and the database, print what is wrong, exit"
     )
@@ -303,13 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         help="run the inbox worker, the sweeper and the outbox dispatcher without the API "
         "(beside `serve` processes started with WORKERS_ENABLED=false)",
     )
-    p.add_argument(
-        "--wait-for-db",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait up to this long for the database to be reachable and migrated (default: do not wait)",
-    )
+    _add_wait_for_db(p)
     p.set_defaults(func=cmd_work)
 
     p = sub.add_parser("migrate", help="apply database migrations")

@@ -10,9 +10,10 @@ import binascii
 import hashlib
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -34,6 +35,7 @@ from app.payments import writer
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 REFERENCE_PREFIX = "ORD-"
 REFERENCE_LENGTH = 8
+_Written = TypeVar("_Written")
 _REFERENCE_ATTEMPTS = 5
 ACCESS_TOKEN_PREFIX = "ot_"  # noqa: S105 - a prefix, not a secret
 
@@ -104,57 +106,59 @@ async def _create(
             repository.WantedLine(position=position, sku=item.sku, quantity=item.quantity)
             for position, item in enumerate(data.items, start=1)
         ]
-        for _ in range(_REFERENCE_ATTEMPTS):
+
+        async def write_priced(reference: str) -> tuple[repository.NewOrder, datetime, datetime] | None:
             draft = repository.OrderDraft(
                 id=uuid.uuid4(),
-                reference=new_reference(),
+                reference=reference,
                 currency=data.currency,
                 customer=fields,
                 access_token_hash=token_hash,
                 lines=wanted,
             )
-            try:
-                if session is None:
-                    written = await writer.create_priced_order(conn, draft, session=None)
-                else:
-                    async with conn.transaction():  # a savepoint, as below
-                        written = await writer.create_priced_order(conn, draft, session=session)
-            except asyncpg.UniqueViolationError as exc:
-                if exc.constraint_name != repository.REFERENCE_CONSTRAINT:
-                    raise
-                continue
-            if written is None:
-                break  # the catalog refused a line: read it below to name every problem
+            return await writer.create_priced_order(conn, draft, session=session)
+
+        written = await _with_free_reference(conn, session, write_priced)
+        if written is not None:
             order, created_at, updated_at = written
             return _created(order, token, created_at, updated_at)
-        else:
-            raise ApiError(503, "unavailable", "could not allocate an order reference; retry")
     # A line the catalog or the limits refuse: every problem is named from a read of the catalog.
     # (Should the catalog have changed since, and now accept every line, the order is priced from
     # this read and written.)
     prices = await repository.catalog_prices(conn, [item.sku for item in data.items])
     lines = _priced_lines(data, prices, max_line_quantity)
-    for _ in range(_REFERENCE_ATTEMPTS):
+
+    async def write(reference: str) -> tuple[repository.NewOrder, datetime, datetime]:
         order = repository.NewOrder(
             id=uuid.uuid4(),
-            reference=new_reference(),
+            reference=reference,
             currency=data.currency,
             customer=fields,
             access_token_hash=token_hash,
             lines=lines,
         )
+        created_at, updated_at = await writer.create_order(conn, order, session=session)
+        return order, created_at, updated_at
+
+    order, created_at, updated_at = await _with_free_reference(conn, session, write)
+    return _created(order, token, created_at, updated_at)
+
+
+async def _with_free_reference(
+    conn: Any, session: AsyncSession | None, write: Callable[[str], Awaitable[_Written]]
+) -> _Written:
+    """`write(reference)` with a fresh order reference, again with another while it collides. Inside
+    `session`'s transaction each attempt is a savepoint, so a collision costs a retry, not the
+    request's transaction."""
+    for _ in range(_REFERENCE_ATTEMPTS):
         try:
             if session is None:
-                created_at, updated_at = await writer.create_order(conn, order, session=None)
-            else:
-                # A savepoint, so a reference collision costs a retry, not the request's transaction.
-                async with conn.transaction():
-                    created_at, updated_at = await writer.create_order(conn, order, session=session)
+                return await write(new_reference())
+            async with conn.transaction():
+                return await write(new_reference())
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != repository.REFERENCE_CONSTRAINT:
                 raise
-            continue
-        return _created(order, token, created_at, updated_at)
     raise ApiError(503, "unavailable", "could not allocate an order reference; retry")
 
 
