@@ -6,7 +6,7 @@ completes the document FastAPI generates with what every operation shares, read 
 itself (its dependencies and its body), so that it cannot drift from the code:
 
 - 400 `malformed_json` where the route parses a JSON body, 413 `payload_too_large` where a body is
-  read (BodySizeLimitMiddleware), 422 `validation_error` where there are parameters or a body;
+  read (the edge middleware, app/edge.py), 422 `validation_error` where there are parameters or a body;
 - 401 `unauthorized` where the operator key is required, 429 `too_many_requests` (with
   Retry-After) where a rate limit applies;
 - 503 `database_unavailable` / `database_busy` (with Retry-After) wherever the database is used

@@ -3,7 +3,7 @@
 `X-Request-ID` from the client is kept when it is short and plain (a provider's, a proxy's, the
 storefront's), so one id follows the request across systems; otherwise one is made. It is bound in
 structlog's context for the request (`request_id` on every line logged while it runs, the standard
-library's included), set on the answer (errors too: this wraps the unhandled-error middleware), and
+library's included), set on the answer (errors too: the edge layer answers them), and
 the request ends with one `request` line: method, path with query keys only, route, status, duration.
 
 The edge middleware (`app/edge.py`) calls `start`, `log_request` and `end` around every request. It
