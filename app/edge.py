@@ -10,9 +10,10 @@
   with the request id otherwise), once, and not re-raised: Starlette's ServerErrorMiddleware would
   re-raise it and the server would log a traceback per request.
 
-These were five middlewares, each wrapping `send` (and one `receive`) once more: about 20 µs a
-request, a tenth of `/healthz`. One layer does the same for one wrapper each. It is added last, so it
-is outermost but for Starlette's own error middleware: the answers it makes itself (413, 500) are
+These were five middlewares, each wrapping `send` (and one `receive`) once more. In-process, a
+`GET /healthz` through the app cost 64 µs with them, 55-57 µs with this layer and 41 µs with none:
+what remains is the work itself (headers, ids, counters), in one wrapper each. It is added last, so
+it is outermost but for Starlette's own error middleware: the answers it makes itself (413, 500) are
 counted, logged and carry the headers like any other.
 """
 
