@@ -95,34 +95,18 @@ class NewOrder:
         return sum(line.line_amount for line in self.lines)
 
 
+# An order as written: the order, its (created_at, updated_at).
+WrittenOrder = tuple[NewOrder, datetime, datetime]
+
 _CATALOG_PRICES_SQL = (
     "SELECT sku, name, unit_amount, currency, active FROM products WHERE sku = ANY($1::text[])"
 )
 
+# The order, its lines and its first transition, priced by the statement itself: the lines are
+# read from `products` (active, in the order's currency) in the statement's own snapshot, and
+# nothing is written unless every requested SKU was found so. When one is missing the statement
+# returns nothing and the caller reads the catalog to say why.
 _INSERT_ORDER_SQL = """
-WITH new_order AS (
-    INSERT INTO orders (id, reference, status, currency, total_amount, customer_name, customer_email,
-                        customer_phone, customer_company, customer_address, access_token_hash)
-    VALUES ($1, $2, $16, $3, $4, $5, $6, $7, $8, $9, $10)
-    RETURNING created_at, updated_at
-), new_lines AS (
-    INSERT INTO order_lines (order_id, position, sku, name, unit_amount, quantity, line_amount)
-    SELECT $1, line.position, line.sku, line.name, line.unit_amount, line.quantity,
-           line.unit_amount * line.quantity
-    FROM unnest($11::int[], $12::text[], $13::text[], $14::bigint[], $15::int[])
-         AS line (position, sku, name, unit_amount, quantity)
-), first_transition AS (
-    INSERT INTO order_transitions (order_id, from_status, to_status, source)
-    VALUES ($1, NULL, $16, $17)
-)
-SELECT created_at, updated_at FROM new_order
-"""
-
-# The same writes, priced from the catalog by the statement itself: the lines are read from
-# `products` (active, in the order's currency) in the statement's own snapshot, and nothing is
-# written unless every requested SKU was found so. One round trip for the whole order; when a row
-# is missing the statement returns nothing and the caller reads the catalog to say why.
-_INSERT_PRICED_ORDER_SQL = """
 WITH wanted AS (
     SELECT * FROM unnest($10::int[], $11::text[], $12::int[]) AS line (position, sku, quantity)
 ), priced AS (
@@ -188,14 +172,14 @@ class OrderDraft:
     lines: list[WantedLine]
 
 
-async def insert_priced_order(conn: Any, draft: OrderDraft) -> tuple[NewOrder, datetime, datetime] | None:
+async def insert_order(conn: Any, draft: OrderDraft) -> WrittenOrder | None:
     """Price `draft` from the catalog and insert it, with its lines and first transition, in one
     statement; the order as written, its (created_at, updated_at). None, with nothing written, when
     a SKU is unknown, inactive or not priced in the order's currency. Raises asyncpg's
     UniqueViolationError on a reference collision."""
     customer, lines = draft.customer, draft.lines
     row = await conn.fetchrow(
-        _INSERT_PRICED_ORDER_SQL,
+        _INSERT_ORDER_SQL,
         draft.id,
         draft.reference,
         draft.currency,
@@ -232,30 +216,3 @@ async def insert_priced_order(conn: Any, draft: OrderDraft) -> tuple[NewOrder, d
         ],
     )
     return order, row["created_at"], row["updated_at"]
-
-
-async def insert_order(conn: Any, order: NewOrder) -> tuple[datetime, datetime]:
-    """Insert a `pending` order with its lines and first transition in one statement; returns its
-    (created_at, updated_at). Raises asyncpg's UniqueViolationError on a reference collision."""
-    customer, lines = order.customer, order.lines
-    row = await conn.fetchrow(
-        _INSERT_ORDER_SQL,
-        order.id,
-        order.reference,
-        order.currency,
-        order.total_amount,
-        customer["name"],
-        customer["email"],
-        customer["phone"],
-        customer["company"],
-        json.dumps(customer["address"]) if customer["address"] is not None else None,
-        order.access_token_hash,
-        [line.position for line in lines],
-        [line.sku for line in lines],
-        [line.name for line in lines],
-        [line.unit_amount for line in lines],
-        [line.quantity for line in lines],
-        OrderStatus.PENDING.value,
-        TransitionSource.API.value,
-    )
-    return row["created_at"], row["updated_at"]

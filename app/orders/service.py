@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -35,8 +35,9 @@ from app.payments import writer
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 REFERENCE_PREFIX = "ORD-"
 REFERENCE_LENGTH = 8
-_Written = TypeVar("_Written")
 _REFERENCE_ATTEMPTS = 5
+# Pricings of one order while the catalog refuses a line a read of it then accepts (it changed).
+_PRICING_ATTEMPTS = 2
 ACCESS_TOKEN_PREFIX = "ot_"  # noqa: S105 - a prefix, not a secret
 
 
@@ -100,53 +101,40 @@ async def _create(
         "company": customer.company,
         "address": customer.address.model_dump() if customer.address else None,
     }
-    if _lines_plausible(data, max_line_quantity):
-        # The usual case: one statement prices the lines from the catalog and writes the order.
-        wanted = [
-            repository.WantedLine(position=position, sku=item.sku, quantity=item.quantity)
-            for position, item in enumerate(data.items, start=1)
-        ]
+    if not _lines_plausible(data, max_line_quantity):
+        await _refuse_invalid_items(conn, data, max_line_quantity)  # a line twice, or too many units
+    wanted = [
+        repository.WantedLine(position=position, sku=item.sku, quantity=item.quantity)
+        for position, item in enumerate(data.items, start=1)
+    ]
 
-        async def write_priced(reference: str) -> tuple[repository.NewOrder, datetime, datetime] | None:
-            draft = repository.OrderDraft(
-                id=uuid.uuid4(),
-                reference=reference,
-                currency=data.currency,
-                customer=fields,
-                access_token_hash=token_hash,
-                lines=wanted,
-            )
-            return await writer.create_priced_order(conn, draft, session=session)
-
-        written = await _with_free_reference(conn, session, write_priced)
-        if written is not None:
-            order, created_at, updated_at = written
-            return _created(order, token, created_at, updated_at)
-    # A line the catalog or the limits refuse: every problem is named from a read of the catalog.
-    # (Should the catalog have changed since, and now accept every line, the order is priced from
-    # this read and written.)
-    prices = await repository.catalog_prices(conn, [item.sku for item in data.items])
-    lines = _priced_lines(data, prices, max_line_quantity)
-
-    async def write(reference: str) -> tuple[repository.NewOrder, datetime, datetime]:
-        order = repository.NewOrder(
+    async def write(reference: str) -> repository.WrittenOrder | None:
+        draft = repository.OrderDraft(
             id=uuid.uuid4(),
             reference=reference,
             currency=data.currency,
             customer=fields,
             access_token_hash=token_hash,
-            lines=lines,
+            lines=wanted,
         )
-        created_at, updated_at = await writer.create_order(conn, order, session=session)
-        return order, created_at, updated_at
+        return await writer.create_order(conn, draft, session=session)
 
-    order, created_at, updated_at = await _with_free_reference(conn, session, write)
-    return _created(order, token, created_at, updated_at)
+    for _ in range(_PRICING_ATTEMPTS):
+        written = await _with_free_reference(conn, session, write)
+        if written is not None:
+            order, created_at, updated_at = written
+            return _created(order, token, created_at, updated_at)
+        # The catalog refused a line: a read of it names every problem. None found means the
+        # catalog changed since the statement read it, and the order is priced again.
+        await _refuse_invalid_items(conn, data, max_line_quantity)
+    raise ApiError(503, "unavailable", "the catalog changed while the order was priced; retry")
 
 
 async def _with_free_reference(
-    conn: Any, session: AsyncSession | None, write: Callable[[str], Awaitable[_Written]]
-) -> _Written:
+    conn: Any,
+    session: AsyncSession | None,
+    write: Callable[[str], Awaitable[repository.WrittenOrder | None]],
+) -> repository.WrittenOrder | None:
     """`write(reference)` with a fresh order reference, again with another while it collides. Inside
     `session`'s transaction each attempt is a savepoint, so a collision costs a retry, not the
     request's transaction."""
@@ -169,10 +157,10 @@ def _lines_plausible(data: OrderCreate, max_line_quantity: int) -> bool:
     )
 
 
-def _priced_lines(
-    data: OrderCreate, prices: dict[str, repository.CatalogPrice], max_line_quantity: int
-) -> list[repository.NewLine]:
-    """The order's lines priced from the catalog, or a 422 listing every problem."""
+async def _refuse_invalid_items(conn: Any, data: OrderCreate, max_line_quantity: int) -> None:
+    """A 422 listing every problem with the items, read against the catalog; returns when there is
+    none."""
+    prices = await repository.catalog_prices(conn, [item.sku for item in data.items])
     problems: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(data.items):
@@ -214,16 +202,6 @@ def _priced_lines(
         first = problems[0]["message"]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ApiError(422, "invalid_items", f"order items are invalid: {first}{more}", problems)
-    return [
-        repository.NewLine(
-            position=position,
-            sku=prices[item.sku].sku,
-            name=prices[item.sku].name,
-            unit_amount=prices[item.sku].unit_amount,
-            quantity=item.quantity,
-        )
-        for position, item in enumerate(data.items, start=1)
-    ]
 
 
 def _created(

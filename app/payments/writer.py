@@ -129,31 +129,17 @@ def _transition(
 
 
 async def create_order(
-    conn: Any, order: orders_repository.NewOrder, *, session: AsyncSession | None
-) -> tuple[datetime, datetime]:
-    """A new order starts `pending`, and its first transition says so: both written by one
-    statement on the driver connection `conn`, autocommitted unless `conn` is `session`'s, inside
-    its transaction. Returns the order's (created_at, updated_at)."""
-    stamps = await orders_repository.insert_order(conn, order)
-    _order_created(order.id, session)
-    return stamps
-
-
-async def create_priced_order(
     conn: Any, draft: orders_repository.OrderDraft, *, session: AsyncSession | None
-) -> tuple[orders_repository.NewOrder, datetime, datetime] | None:
-    """The same, priced from the catalog by the statement that writes it: the order as written and
-    its (created_at, updated_at), or None, with nothing written, when a SKU is unknown, inactive or
-    not priced in the order's currency."""
-    written = await orders_repository.insert_priced_order(conn, draft)
-    if written is not None:
-        _order_created(draft.id, session)
-    return written
-
-
-def _order_created(order_id: uuid.UUID, session: AsyncSession | None) -> None:
+) -> orders_repository.WrittenOrder | None:
+    """A new order starts `pending`, and its first transition says so: both written, with its lines
+    priced from the catalog, by one statement on the driver connection `conn`, autocommitted unless
+    `conn` is `session`'s, inside its transaction. Returns the order as written and its
+    (created_at, updated_at); None, with nothing written, when the catalog refuses a line."""
+    written = await orders_repository.insert_order(conn, draft)
+    if written is None:
+        return None
     line = {
-        "order_id": str(order_id),
+        "order_id": str(draft.id),
         "provider": None,
         "from_status": None,
         "to_status": OrderStatus.PENDING.value,
@@ -163,6 +149,7 @@ def _order_created(order_id: uuid.UUID, session: AsyncSession | None) -> None:
         log.info("order_transition", **line)  # committed already
     else:
         log_after_commit(session, log, "order_transition", **line)
+    return written
 
 
 def reserve_session(

@@ -9,13 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.main import create_app
-from app.models import Order, OrderLine, OrderTransition
-from app.orders import service
+from app.models import Order, OrderLine, OrderTransition, Product
+from app.orders import repository, service
 from app.orders.schemas import MAX_QUANTITY
 from app.providers.fintecture.settings import FintectureSettings
 from tests.integration.orders_helpers import NO_ROWS, order_body, put_product, row_counts
@@ -403,6 +403,37 @@ async def test_huge_streamed_body_without_length_is_413(
     response = await client.post("/orders", content=chunks(), headers={"Content-Type": "application/json"})
     _assert_refused(response, 413, "payload_too_large")
     assert await row_counts(sessionmaker) == NO_ROWS
+
+
+async def test_a_product_enabled_between_the_pricing_and_the_catalog_read_is_priced_again(
+    client: httpx.AsyncClient,
+    catalog: None,
+    monkeypatch: pytest.MonkeyPatch,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # The statement refuses the inactive product; before the read that would name the problem, an
+    # operator enables it. The read finds nothing wrong, so the order is priced again: written
+    # once, at the catalog's price.
+    real_read = repository.catalog_prices
+    reads = 0
+
+    async def read_after_enabling(conn: Any, skus: list[str]) -> Any:
+        nonlocal reads
+        reads += 1
+        async with sessionmaker() as session, session.begin():
+            await session.execute(update(Product).where(Product.sku == "retired").values(active=True))
+        return await real_read(conn, skus)
+
+    monkeypatch.setattr(repository, "catalog_prices", read_after_enabling)
+    response = await client.post("/orders", json=order_body([("beans", 1), ("retired", 2)]))
+    assert response.status_code == 201, response.text
+    assert reads == 1
+    assert [(ln["sku"], ln["unit_amount"]) for ln in response.json()["lines"]] == [
+        ("beans", 1250),
+        ("retired", 900),
+    ]
+    counts = await row_counts(sessionmaker)
+    assert (counts["orders"], counts["order_lines"], counts["order_transitions"]) == (1, 2, 1)
 
 
 async def test_reference_collision_is_retried(
