@@ -256,14 +256,11 @@ async def get_order_for_bearer(
     No token, a wrong token, another order's token, a malformed id and an unknown id all raise the
     same NotFound, so an id alone reveals nothing.
     """
-    parsed = _parse_order_id(order_id)
-    if parsed is None or bearer is None:
-        raise NotFound("order")
+    parsed, token = _order_and_bearer(order_id, bearer)
     order = await repository.get_order(session, parsed, with_lines=with_lines)
     if order is None:
         raise NotFound("order")
-    if not (is_admin(bearer, settings) or _token_matches(bearer, order.access_token_hash)):
-        raise NotFound("order")
+    _check_bearer(token, order.access_token_hash, settings)
     return order
 
 
@@ -273,20 +270,27 @@ async def authorize_order(
     """The order's id, if `bearer` is its access token or the operator key; NotFound otherwise, in
     the same cases as `get_order_for_bearer`. For a route that needs the right to act on the order
     and not the order itself: one autocommitted read of its token hash, no transaction."""
-    parsed = _parse_order_id(order_id)
-    if parsed is None or bearer is None:
-        raise NotFound("order")
+    parsed, token = _order_and_bearer(order_id, bearer)
     async with driver_connection(engine) as conn:
         stored_hash = await repository.access_token_hash(conn, parsed)
-    if stored_hash is None:
-        raise NotFound("order")
-    if not (is_admin(bearer, settings) or _token_matches(bearer, stored_hash)):
-        raise NotFound("order")
+    _check_bearer(token, stored_hash, settings)
     return parsed
 
 
-def _token_matches(token: str, stored_hash: str) -> bool:
-    return secrets_match(hash_access_token(token), stored_hash)
+def _order_and_bearer(order_id: str, bearer: str | None) -> tuple[uuid.UUID, str]:
+    parsed = _parse_order_id(order_id)
+    if parsed is None or bearer is None:
+        raise NotFound("order")
+    return parsed, bearer
+
+
+def _check_bearer(bearer: str, stored_hash: str | None, settings: Settings) -> None:
+    """NotFound unless the order exists (`stored_hash`, its token's hash) and `bearer` is its
+    access token or the operator key: the same answer in every case."""
+    if stored_hash is None:
+        raise NotFound("order")
+    if not (is_admin(bearer, settings) or secrets_match(hash_access_token(bearer), stored_hash)):
+        raise NotFound("order")
 
 
 @dataclass(frozen=True)

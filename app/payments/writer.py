@@ -184,20 +184,15 @@ def reserve_session(
 
 
 async def attach_session(
-    db: AsyncSession, session_id: uuid.UUID, created: CreatedSession, *, order_id: uuid.UUID | None = None
+    db: AsyncSession, session_id: uuid.UUID, created: CreatedSession, *, order_id: uuid.UUID
 ) -> tuple[PaymentSession, OrderStatus] | None:
     """The provider opened the reserved session: record its id and page, and the order awaits payment.
 
     Returns the session and the order's status: an earlier session may have settled the order
     while this one was being opened (the id is recorded all the same, so a payment on it is seen).
-    None when the reservation is no longer `creating` (declared abandoned meanwhile). `order_id`,
-    when the caller knows the reservation's order, saves a look-up (the order is locked first, as
-    every writer does).
+    None when the reservation is no longer `creating` (declared abandoned meanwhile). `order_id` is
+    the reservation's order, locked first, as every writer does.
     """
-    if order_id is None:
-        order_id = await repository.order_id_of_session(db, session_id)
-        if order_id is None:
-            return None
     order = await repository.lock_order(db, order_id)
     session = await repository.lock_session(db, session_id)
     if session.status is not PaymentStatus.CREATING or session.order_id != order_id:

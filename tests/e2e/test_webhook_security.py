@@ -190,7 +190,7 @@ async def test_delivery_for_a_session_not_known_yet_is_retried_not_dropped(stack
             expiry_seconds=1800,
         )
         await db.flush()
-        assert await writer.attach_session(db, reserved.id, created) is not None
+        assert await writer.attach_session(db, reserved.id, created, order_id=order_row.id) is not None
         await db.execute(update(ProviderEvent).values(next_attempt_at=datetime.now(UTC)))
     await stack.settle()
     assert await stack.order_status(order["id"]) == "paid"
