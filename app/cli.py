@@ -54,9 +54,10 @@ def cmd_migrate(_: argparse.Namespace) -> None:
     logging_setup.get_logger("checkout.migrate").info("database_migrated", revision=head_revision())
 
 
-def _serve_failed(reason: str, **fields: object) -> NoReturn:
-    """One JSON line on stderr saying why the server does not start, and a non-zero exit."""
-    logging_setup.get_logger("checkout.serve").error("serve_refused", reason=reason, **fields)
+def _refuse_to_start(command: str, reason: str) -> NoReturn:
+    """One JSON line on stderr saying why `command` (serve, work) does not start (`<command>_refused`),
+    and a non-zero exit."""
+    logging_setup.get_logger(f"checkout.{command}").error(f"{command}_refused", reason=reason)
     sys.exit(1)
 
 
@@ -96,7 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         )
         return
     if report.problems:
-        _serve_failed("; ".join(report.problems))
+        _refuse_to_start("serve", "; ".join(report.problems))
     # LOG_LEVEL=WARNING also silences the access log (uvicorn logs each request at INFO).
     log_level = settings.log_level.lower()
     options = {"host": args.host, "port": args.port, "proxy_headers": True, "log_level": log_level}
@@ -198,8 +199,7 @@ def cmd_work(args: argparse.Namespace) -> None:
     settings = _settings()
     report = asyncio.run(preflight.wait_for_database(settings, 1, args.wait_for_db))
     if report.problems:
-        logging_setup.get_logger("checkout.work").error("work_refused", reason="; ".join(report.problems))
-        sys.exit(1)
+        _refuse_to_start("work", "; ".join(report.problems))
     asyncio.run(_work(settings))
 
 

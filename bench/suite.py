@@ -756,10 +756,10 @@ async def run_scenario(ctx: Context, scenario: str, services: dict[str, Service]
             result["orders"] = state[f"orders-{side}"]
             if not result.get("exhausted"):
                 state[f"rate-{side}"] = max(state.get(f"rate-{side}", 0.0), result["rps"])
-        if scenario == "webhook" and side == "project" and ctx.args.inbox_workers == "off":
-            result["backlog_end"] = await backlog(service)  # stored, left for a worker process
-        elif scenario == "webhook" and side == "project":
+        if scenario == "webhook" and side == "project":
+            # Workers off: the events stored, left for a worker process; on: the backlog drained.
             result["backlog_end"] = await backlog(service)
+        if scenario == "webhook" and side == "project" and ctx.args.inbox_workers == "on":
             await asyncio.sleep(BACKLOG_WAIT_SECONDS)
             result["backlog_5s"] = await backlog(service)
             waited = await drain(service, ctx.args.drain_timeout)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
 from app.orders.states import OrderStatus
 from tests.support.process_stack import ProcessStack, process_stack
+from tests.support.settings_env import every_env_name
 
 
 async def _order_status(stack: ProcessStack, order: dict[str, Any]) -> str:
@@ -87,11 +90,16 @@ async def test_a_work_process_applies_what_the_api_processes_stored(
     assert [(e["order_id"], e["source"]) for e in paid_lines] == [(order["id"], "webhook")]
 
 
-async def test_work_refuses_a_database_it_cannot_use(database_url: str, clean_database: str) -> None:
-    async with process_stack(database_url, WORKERS_ENABLED="false") as stack:
-        env = {**stack.service.env, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+def test_work_refuses_a_database_it_cannot_use() -> None:
+    inherited = {k: v for k, v in os.environ.items() if k.upper() not in every_env_name()}
+    env = {**inherited, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "work"], env=env, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "app.cli", "work"],
+        env=env,
+        cwd=tempfile.mkdtemp(prefix="checkout-work-"),  # no .env file
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 1
     refusal = [json.loads(line) for line in result.stderr.splitlines() if "work_refused" in line]
