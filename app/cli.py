@@ -144,14 +144,13 @@ def cmd_keys(args: argparse.Namespace) -> None:
 
 async def _sweep_once(settings: Settings) -> dict[str, int]:
     """One sweeper pass and inbox drain, with this process's own engine and providers."""
-    import httpx
-
     from app.db import create_engine, create_sessionmaker
     from app.payments.workers import PaymentWorkers
     from app.providers import registry
+    from app.providers.http import provider_http_client
 
     engine = create_engine(settings.database_url, pool_size=2)
-    async with httpx.AsyncClient(timeout=settings.provider_timeout_seconds) as http:
+    async with provider_http_client(settings.provider_timeout_seconds) as http:
         providers = registry.build_providers(settings, registry.load_provider_settings(), http)
         workers = PaymentWorkers(settings, create_sessionmaker(engine), providers)
         try:

@@ -6,7 +6,6 @@ import gc
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -25,6 +24,7 @@ from app.payments.workers import PaymentWorkers
 from app.payouts.routes import router as payouts_router
 from app.providers import registry
 from app.providers.base import ProviderSettings
+from app.providers.http import provider_http_client
 from app.ratelimit import RateLimiter
 from app.storefront.routes import router as storefront_router
 
@@ -55,10 +55,7 @@ def create_app(
             connect_timeout=settings.database_connect_timeout_seconds,
         )
         sessionmaker = create_sessionmaker(engine)
-        http = httpx.AsyncClient(
-            timeout=settings.provider_timeout_seconds,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        http = provider_http_client(settings.provider_timeout_seconds)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker
         app.state.http = http

@@ -11,7 +11,7 @@ a scratch database, then sends a bounded number of requests per scenario at a fi
 and prints requests/s, p50/p99 latency and each scenario's throughput as a ratio of `healthz`.
 Absolute numbers vary between machines; the ratios are the result.
 
-    .venv/bin/pip install -e '.[dev,bench]'
+    .venv/bin/pip install -e '.[dev]'
     .venv/bin/python bench/http_bench.py [--requests 3000] [--concurrency 32]
 
 Uses DATABASE_URL's server when set (a scratch database is created and dropped), else an

@@ -21,7 +21,7 @@ service, and the CPU seconds the service and the simulator spent during the burs
 machine's busy share: on a shared machine, read the times next to it). The commit measured is
 printed; the service runs the code of the checkout this file is in.
 
-    .venv/bin/pip install -e '.[dev,bench]'
+    .venv/bin/pip install -e '.[dev]'
     .venv/bin/python bench/inbox_burst.py [--events 500] [--latency 0.2] [--concurrency 16]
                                           [--repeat 2] [--baseline-events 100]
 

@@ -1,0 +1,206 @@
+"""The provider HTTP client (httpx's API over aiohttp's pool) against real sockets on 127.0.0.1.
+
+What the adapters rely on: the request leaves byte for byte as built (a signed target must not be
+re-encoded), the answer comes back as received, and every failure is the httpx error that says
+whether the request may have reached the provider: the shared `Transport` sends a payment again
+only when it certainly did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from app.providers.base import ProviderError
+from app.providers.http import provider_http_client
+from app.providers.transport import Transport, TransportOptions
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, list[bytes]], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 request as it arrived: head and Content-Length body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return head + (await reader.readexactly(length) if length else b"")
+
+
+@asynccontextmanager
+async def server(handler: Handler) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A loopback server running `handler` per connection; yields its origin and the requests read."""
+    seen: list[bytes] = []
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer, seen)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    srv = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+def transport_over(http: httpx.AsyncClient, *, retries: int = 2, timeout: float = 5.0) -> Transport:
+    async def no_wait(_: float) -> None:
+        return None
+
+    return Transport(
+        http,
+        TransportOptions(timeout_seconds=timeout, max_retries=retries, sleep=no_wait),
+        provider="Example",
+    )
+
+
+async def test_the_request_leaves_as_built_and_the_answer_comes_back_as_received() -> None:
+    body = gzip.compress(json.dumps({"meta": {"session_id": "s-1"}}).encode())
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[bytes]) -> None:
+        seen.append(await read_request(reader))
+        writer.write(
+            b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            b"X-Log-Id: log-7\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+
+    # Escapes that a URL library would normalise (%7e, %2f in lower case, an encoded slash): the
+    # provider checks the signature against the target exactly as sent.
+    target = "/pis/v2/connect?state=a%2fb%7e&redirect_uri=https%3A%2F%2Fshop.example%2Freturn&origin_uri"
+    async with server(answer) as (origin, seen), provider_http_client(5.0) as http:
+        request = http.build_request(
+            "POST", origin + target, content=b'{"amount":"12.50"}', headers={"X-Signature": "sig"}
+        )
+        response = await http.send(request)
+
+    assert response.status_code == 201
+    assert response.json() == {"meta": {"session_id": "s-1"}}  # decoded from gzip by httpx
+    assert response.headers["x-log-id"] == "log-7"
+    assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
+    assert response.http_version == "HTTP/1.1"
+    assert response.reason_phrase == "Created"
+
+    [raw] = seen
+    head, _, sent_body = raw.partition(b"\r\n\r\n")
+    request_line, *header_lines = head.decode("latin-1").split("\r\n")
+    assert request_line == f"POST {target} HTTP/1.1"
+    names = [line.split(":", 1)[0].lower() for line in header_lines]
+    assert len(names) == len(set(names)), f"a header was sent twice: {names}"
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    assert headers["X-Signature"] == "sig"
+    assert headers["Content-Length"] == str(len(b'{"amount":"12.50"}'))
+    assert headers["User-Agent"].startswith("python-httpx/")
+    assert "content-type" not in names  # nothing added that the adapter did not set
+    assert sent_body == b'{"amount":"12.50"}'
+
+
+async def test_connections_are_reused_between_requests() -> None:
+    connections = 0
+
+    async def keep_alive(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[bytes]
+    ) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            seen.append(await read_request(reader))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+
+    async with server(keep_alive) as (origin, seen), provider_http_client(5.0) as http:
+        for _ in range(5):
+            assert (await http.get(origin + "/payments/1")).status_code == 200
+    assert len(seen) == 5
+    assert connections == 1
+
+
+async def test_a_refused_connection_is_sent_again_even_for_a_post_as_it_never_left() -> None:
+    async with server(lambda *_: asyncio.sleep(0)) as (origin, _):
+        pass  # closed: nothing listens on its port any more
+    attempts = 0
+    async with provider_http_client(5.0) as http:
+        transport = transport_over(http, retries=2)
+
+        def build() -> httpx.Request:
+            nonlocal attempts
+            attempts += 1
+            return transport.build_request("POST", origin + "/pis/v2/connect", content=b"{}", headers={})
+
+        with pytest.raises(ProviderError) as caught:
+            await transport.send(build, idempotent=False)
+    assert attempts == 3
+    assert caught.value.code == "network_error"
+    assert caught.value.retryable
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+async def test_a_post_whose_connection_drops_after_it_was_read_is_never_sent_twice() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[bytes]) -> None:
+        seen.append(await read_request(reader))  # received, maybe acted on, then the line drops
+
+    async with server(hang_up) as (origin, seen), provider_http_client(5.0) as http:
+        transport = transport_over(http, retries=2)
+        with pytest.raises(ProviderError) as caught:
+            await transport.send(
+                lambda: transport.build_request(
+                    "POST", origin + "/pis/v2/connect", content=b"{}", headers={}
+                ),
+                idempotent=False,
+            )
+        assert len(seen) == 1
+        assert "may have been processed" in str(caught.value)
+        assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
+
+        # A read is safe to repeat: every attempt goes out, and the pool itself sends each one once
+        # more on a fresh connection when the line drops (RFC 9112 9.3.1, idempotent methods only).
+        with pytest.raises(ProviderError):
+            await transport.send(
+                lambda: transport.build_request("GET", origin + "/payments/1", content=None, headers={}),
+                idempotent=True,
+            )
+        assert len(seen) == 1 + 3 * 2
+
+
+async def test_a_provider_that_never_answers_is_a_read_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[bytes]) -> None:
+        seen.append(await read_request(reader))
+        await asyncio.sleep(30)
+
+    async with server(silent) as (origin, seen), provider_http_client(0.3) as http:
+        started = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            await http.post(origin + "/pis/v2/connect", content=b"{}")
+        assert time.monotonic() - started < 3
+        assert len(seen) == 1
+
+
+async def test_no_free_connection_in_time_is_a_timeout_that_never_sent_the_request() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[bytes]) -> None:
+        seen.append(await read_request(reader))
+        await asyncio.sleep(30)
+
+    async with server(silent) as (origin, seen), provider_http_client(0.3, max_connections=1) as http:
+        first = asyncio.create_task(http.get(origin + "/payments/1", timeout=10))
+        while not seen:
+            await asyncio.sleep(0.01)
+        with pytest.raises(httpx.ConnectTimeout):  # one of the "never sent" errors: safe to retry
+            await http.post(origin + "/pis/v2/connect", content=b"{}")
+        first.cancel()
+        assert len(seen) == 1
