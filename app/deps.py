@@ -1,4 +1,5 @@
-"""Typed dependencies for the routes: settings, the database, providers, workers, the caller."""
+"""Typed dependencies for the routes: settings, the database, providers, workers, the outbox
+dispatcher, the caller."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.events.dispatcher import OutboxDispatcher
 from app.payments.workers import PaymentWorkers
 from app.providers.base import Provider
 
@@ -41,6 +43,11 @@ async def _workers(request: Request) -> PaymentWorkers:
     return workers
 
 
+async def _dispatcher(request: Request) -> OutboxDispatcher:
+    dispatcher: OutboxDispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
 async def _request_session(
     sessionmaker: Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)],
 ) -> AsyncIterator[AsyncSession]:
@@ -59,3 +66,4 @@ SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionma
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 ProvidersDep = Annotated[Mapping[str, Provider], Depends(_providers)]
 WorkersDep = Annotated[PaymentWorkers, Depends(_workers)]
+DispatcherDep = Annotated[OutboxDispatcher, Depends(_dispatcher)]

@@ -199,6 +199,11 @@ def transition_recorded(
     pending.append((provider or "none", from_state, to_state, source))
 
 
+def transition_committed(*, provider: str | None, from_state: str, to_state: str, source: str) -> None:
+    """A writer's own statement moved an order, and its transaction has committed."""
+    PAYMENT_TRANSITIONS.labels(provider or "none", from_state, to_state, source).inc()
+
+
 @event.listens_for(Session, "after_commit")
 def _count_committed_transitions(session: Session) -> None:
     pending = session.info.pop(_PENDING_TRANSITIONS, None)

@@ -12,6 +12,7 @@ and previous status, the money in minor units, the reason a person must look, an
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +21,10 @@ from app.models import Order, OutboundEvent, Payout, Refund, TransitionSource
 
 # The version of the payload's shape; bumped when a field changes meaning or goes away.
 PAYLOAD_VERSION = 1
+
+
+def new_webhook_id() -> str:
+    return f"evt_{uuid.uuid4().hex}"
 
 
 def _record(
@@ -31,9 +36,10 @@ def _record(
     order_id: uuid.UUID | None = None,
     refund_id: uuid.UUID | None = None,
     payout_id: uuid.UUID | None = None,
+    webhook_id: str | None = None,
 ) -> OutboundEvent:
     event = OutboundEvent(
-        webhook_id=f"evt_{uuid.uuid4().hex}",
+        webhook_id=webhook_id or new_webhook_id(),
         type=event_type,
         stream=stream,
         order_id=order_id,
@@ -43,6 +49,50 @@ def _record(
     )
     db.add(event)
     return event
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An outbound event's row before it is written: by the ORM (`_record`) or by a writer's own
+    statement (opening a payment session)."""
+
+    webhook_id: str
+    type: str
+    stream: str
+    data: dict[str, Any]
+
+
+def order_event(
+    order_id: uuid.UUID,
+    *,
+    reference: str,
+    status: str,
+    previous: str,
+    amount: int,
+    currency: str,
+    source: TransitionSource,
+    payment_session_id: uuid.UUID | None,
+    refund_id: uuid.UUID | None,
+    reason: str | None,
+) -> NewEvent:
+    """`order.<status>`: the order has just moved from `previous` to `status`."""
+    return NewEvent(
+        webhook_id=new_webhook_id(),
+        type=f"order.{status}",
+        stream=f"order:{order_id}",
+        data={
+            "order_id": str(order_id),
+            "reference": reference,
+            "status": str(status),
+            "previous_status": previous,
+            "amount": amount,
+            "currency": currency,
+            "payment_session_id": str(payment_session_id) if payment_session_id else None,
+            "refund_id": str(refund_id) if refund_id else None,
+            "reason": reason,
+            "source": str(source),
+        },
+    )
 
 
 def order_moved(
@@ -56,23 +106,26 @@ def order_moved(
     reason: str | None,
 ) -> OutboundEvent:
     """`order.<status>`: the order has just moved from `previous` to `order.status`."""
+    event = order_event(
+        order.id,
+        reference=order.reference,
+        status=order.status,
+        previous=previous,
+        amount=order.total_amount,
+        currency=order.currency,
+        source=source,
+        payment_session_id=payment_session_id,
+        refund_id=refund_id,
+        reason=reason,
+    )
     return _record(
         db,
-        f"order.{order.status}",
-        stream=f"order:{order.id}",
+        event.type,
+        stream=event.stream,
+        data=event.data,
         order_id=order.id,
-        data={
-            "order_id": str(order.id),
-            "reference": order.reference,
-            "status": str(order.status),
-            "previous_status": previous,
-            "amount": order.total_amount,
-            "currency": order.currency,
-            "payment_session_id": str(payment_session_id) if payment_session_id else None,
-            "refund_id": str(refund_id) if refund_id else None,
-            "reason": reason,
-            "source": str(source),
-        },
+        refund_id=refund_id,
+        webhook_id=event.webhook_id,
     )
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 
 from app.auth import require_admin
-from app.deps import DbSession, WorkersDep
+from app.deps import DbSession, DispatcherDep, WorkersDep
 from app.events import service
-from app.events.dispatcher import OutboxDispatcher
 from app.events.schemas import (
     InboundReplayOut,
     InboundReplayRequest,
@@ -34,14 +33,6 @@ EventId = Annotated[
         description="The event's `webhook-id` (`evt_...`)",
     ),
 ]
-
-
-async def _dispatcher(request: Request) -> OutboxDispatcher:
-    dispatcher: OutboxDispatcher = request.app.state.dispatcher
-    return dispatcher
-
-
-DispatcherDep = Annotated[OutboxDispatcher, Depends(_dispatcher)]
 
 
 @router.get(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -45,6 +47,54 @@ async def lock_session(db: AsyncSession, session_id: uuid.UUID) -> PaymentSessio
             .execution_options(populate_existing=True)
         )
     ).scalar_one()
+
+
+# --- opening a payment session: written for the driver -------------------------------------------
+# Opening a session is on every checkout's path: its order is locked and read by one statement on
+# the pool's asyncpg connection, inside the writer's short transaction (see payments.service).
+
+
+@dataclass(frozen=True, slots=True)
+class LockedOrder:
+    """The order a session is being opened for, read under its row lock."""
+
+    id: uuid.UUID
+    status: OrderStatus
+    reference: str
+    total_amount: int
+    currency: str
+    customer_name: str
+    customer_email: str
+    customer_phone: str | None
+    customer_company: str | None
+    customer_address: dict[str, Any] | None
+
+
+_LOCK_ORDER_SQL = """
+SELECT status, reference, total_amount, currency, customer_name, customer_email, customer_phone,
+       customer_company, customer_address
+FROM orders WHERE id = $1 FOR UPDATE
+"""
+
+
+async def lock_order_row(conn: Any, order_id: uuid.UUID) -> LockedOrder | None:
+    """The order, locked until the caller's transaction on the driver connection `conn` ends."""
+    row = await conn.fetchrow(_LOCK_ORDER_SQL, order_id)
+    if row is None:
+        return None
+    address = row["customer_address"]
+    return LockedOrder(
+        order_id,
+        OrderStatus(row["status"]),
+        row["reference"],
+        row["total_amount"],
+        row["currency"],
+        row["customer_name"],
+        row["customer_email"],
+        row["customer_phone"],
+        row["customer_company"],
+        json.loads(address) if address is not None else None,
+    )
 
 
 async def order_id_of_session(db: AsyncSession, session_id: uuid.UUID) -> uuid.UUID | None:

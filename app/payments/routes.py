@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from app import metrics
 from app.auth import OrderBearer, require_admin
-from app.deps import DbSession, EngineDep, ProvidersDep, SessionMakerDep, SettingsDep
+from app.deps import DbSession, DispatcherDep, EngineDep, ProvidersDep, SessionMakerDep, SettingsDep
 from app.errors import ApiError, NotFound
 from app.idempotency import fingerprint_of, remember, replay
 from app.openapi import error, return_parameters, webhook_openapi
@@ -106,6 +106,7 @@ async def create_payment_session(
     sessionmaker: SessionMakerDep,
     settings: SettingsDep,
     providers: ProvidersDep,
+    dispatcher: DispatcherDep,
     body: PaymentSessionRequest | None = None,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
@@ -135,6 +136,7 @@ async def create_payment_session(
     name = options.provider or default_provider(settings, providers)
     provider = service.get_provider(providers, name or "")
     session, created = await service.open_session(
+        engine,
         sessionmaker,
         authorized_id,
         provider,
@@ -144,6 +146,7 @@ async def create_payment_session(
             bank_id=options.bank_id,
             payer_ip=request.client.host if request.client else None,
         ),
+        outbox_recorded=dispatcher.wake,
     )
     status, payload = (
         (201 if created else 200),

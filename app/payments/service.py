@@ -11,16 +11,16 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app import request_id
 from app.config import Settings
-from app.db import transaction
-from app.errors import ApiError
+from app.db import driver_connection, transaction
+from app.errors import ApiError, NotFound
 from app.logging_setup import get_logger
 from app.models import Order, PaymentSession, TransitionSource
 from app.money import to_decimal
@@ -78,7 +78,7 @@ def reservation_timeout(settings: Settings) -> timedelta:
 
 
 def _session_request(
-    order: Order, state_token: str, settings: Settings, options: SessionOptions
+    order: repository.LockedOrder, state_token: str, settings: Settings, options: SessionOptions
 ) -> SessionRequest:
     return SessionRequest(
         amount=to_decimal(order.total_amount, order.currency),
@@ -117,11 +117,46 @@ class _Reserved:
     request: SessionRequest
 
 
-async def _reserve_or_find(
-    db: AsyncSession, order_id: uuid.UUID, provider: Provider, settings: Settings, options: SessionOptions
-) -> PaymentSession | _Reserved | None:
-    """Under the order's lock: the open session, a new reservation, or None while another request
-    is opening one at the provider."""
+async def _reserve(
+    engine: AsyncEngine, order_id: uuid.UUID, provider: Provider, settings: Settings, options: SessionOptions
+) -> _Reserved | None:
+    """The common case, in one short transaction on the driver: a payable order with no session
+    open (or being opened) gets its reservation. None otherwise, with nothing written."""
+    now = utcnow()
+    session_id = uuid.uuid4()
+    state_token = secrets.token_urlsafe(32)
+    async with driver_connection(engine) as conn, conn.transaction():
+        order = await repository.lock_order_row(conn, order_id)
+        if order is None:
+            raise NotFound("order")
+        if not _payable(order.status):
+            return None
+        reserved = await writer.reserve_session(
+            conn,
+            order,
+            session_id=session_id,
+            provider=provider.name,
+            state_token=state_token,
+            now=now,
+            expiry_seconds=settings.payment_session_expiry_seconds,
+        )
+    if not reserved:
+        return None
+    return _Reserved(session_id, _session_request(order, state_token, settings, options))
+
+
+class _Retry:
+    """Nothing stands in the way of a reservation any more: try again."""
+
+
+_RETRY = _Retry()
+
+
+async def _find_open(
+    db: AsyncSession, order_id: uuid.UUID, settings: Settings
+) -> PaymentSession | _Retry | None:
+    """Why no reservation was made, decided under the order's lock: the open session to answer
+    with, None while another request is opening one at the provider, or `_RETRY`."""
     order = await repository.lock_order(db, order_id)
     now = utcnow()
     existing = await repository.open_session_of(db, order.id, now)
@@ -140,64 +175,60 @@ async def _reserve_or_find(
         await writer.fail_reservation(db, existing.id, "abandoned: the process opening it stopped")
     if not _payable(order.status):
         raise _not_payable(order.status)
-    state_token = secrets.token_urlsafe(32)
-    session = writer.reserve_session(
-        db,
-        order,
-        provider=provider.name,
-        state_token=state_token,
-        now=now,
-        expiry_seconds=settings.payment_session_expiry_seconds,
-    )
-    await db.flush()
-    return _Reserved(session.id, _session_request(order, state_token, settings, options))
+    return _RETRY  # the session in the way has just been failed, or lapsed meanwhile
 
 
 async def open_session(
+    engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     order_id: uuid.UUID,
     provider: Provider,
     settings: Settings,
     options: SessionOptions,
+    *,
+    outbox_recorded: Callable[[], None],
 ) -> tuple[PaymentSession, bool]:
     """The order's open session, or a new one; the flag says whether it was opened now.
 
     A double click opens one session at the provider: the first request reserves a `creating`
     row under the order's lock and commits before calling the provider; the second finds that
     reservation under the same lock, waits (holding nothing) until the first has attached the
-    provider's session, and returns it.
+    provider's session, and returns it. `outbox_recorded` is called once an outbound event is
+    committed (the order moved).
     """
     request_id.bind(order_id=str(order_id))
     deadline = time.monotonic() + reservation_timeout(settings).total_seconds()
     while True:
+        reserved = await _reserve(engine, order_id, provider, settings, options)
+        if reserved is not None:
+            break
         async with transaction(sessionmaker) as db:
-            found = await _reserve_or_find(db, order_id, provider, settings, options)
+            found = await _find_open(db, order_id, settings)
         if isinstance(found, PaymentSession):
             return found, False
-        if isinstance(found, _Reserved):
-            break
         if time.monotonic() > deadline:
             raise ApiError(
                 409,
                 "payment_session_in_progress",
                 "a payment session for this order is being opened; retry shortly",
             )
-        await asyncio.sleep(_RESERVATION_POLL_SECONDS)
+        if found is None:
+            await asyncio.sleep(_RESERVATION_POLL_SECONDS)
 
     try:
         async with asyncio.timeout(opening_deadline(settings)):
-            created = await provider.create_session(found.request)
+            created = await provider.create_session(reserved.request)
     except TimeoutError as exc:
         log.warning("provider_create_session_timed_out", order_id=str(order_id))
         async with transaction(sessionmaker) as db:
-            await writer.fail_reservation(db, found.session_id, "the provider did not answer in time")
+            await writer.fail_reservation(db, reserved.session_id, "the provider did not answer in time")
         raise ApiError(
             503, "provider_unavailable", "the payment provider could not open a session; try again shortly"
         ) from exc
     except ProviderError as exc:
         log.warning("provider_create_session_failed", order_id=str(order_id), error=str(exc))
         async with transaction(sessionmaker) as db:
-            await writer.fail_reservation(db, found.session_id, str(exc))
+            await writer.fail_reservation(db, reserved.session_id, str(exc))
         raise ApiError(
             503 if exc.retryable else 502,
             "provider_unavailable" if exc.retryable else "provider_error",
@@ -207,12 +238,15 @@ async def open_session(
         ) from exc
     except Exception as exc:
         async with transaction(sessionmaker) as db:
-            await writer.fail_reservation(db, found.session_id, f"{type(exc).__name__}: {exc}")
+            await writer.fail_reservation(db, reserved.session_id, f"{type(exc).__name__}: {exc}")
         raise
 
     try:
-        async with transaction(sessionmaker) as db:
-            attached = await writer.attach_session(db, found.session_id, created, order_id=order_id)
+        async with driver_connection(engine) as conn, conn.transaction():
+            order = await repository.lock_order_row(conn, order_id)
+            if order is None:
+                raise NotFound("order")
+            attached = await writer.attach_session(conn, order, reserved.session_id, created)
     except Exception:
         log.exception(
             "payment_session_attach_failed",
@@ -220,7 +254,7 @@ async def open_session(
             provider_session_id=created.provider_session_id,
         )
         async with transaction(sessionmaker) as db:
-            await writer.fail_reservation(db, found.session_id, "opened at the provider but not recorded")
+            await writer.fail_reservation(db, reserved.session_id, "opened at the provider but not recorded")
         raise
     if attached is None:  # declared abandoned while the provider answered
         log.warning(
@@ -229,14 +263,16 @@ async def open_session(
             provider_session_id=created.provider_session_id,
         )
         raise ApiError(503, "provider_unavailable", "the payment provider answered too late; try again")
-    session, order_status = attached
-    if not _payable(order_status):
+    attached.committed()
+    if attached.transition is not None:
+        outbox_recorded()
+    if not _payable(attached.order_status):
         # Another session settled the order while this one was opened: never send the payer to pay twice.
-        raise _not_payable(order_status)
+        raise _not_payable(attached.order_status)
     log.info(
         "payment_session_opened", order_id=str(order_id), provider_session_id=created.provider_session_id
     )
-    return session, True
+    return attached.session, True
 
 
 # --- reading a session from its provider ---------------------------------------------------------

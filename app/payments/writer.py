@@ -30,6 +30,7 @@ against the order, moves forward only, and derives the order's state from the pa
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -152,58 +153,169 @@ async def create_order(
     return written
 
 
-def reserve_session(
-    db: AsyncSession,
-    order: Order,
+# --- opening a payment session: written for the driver -------------------------------------------
+# Every checkout opens one, so its reservation and its attachment are each one statement on the
+# pool's asyncpg connection `conn`, inside the caller's short transaction, which has locked the
+# order first (`repository.lock_order_row`, then these: the order-then-session order of every
+# writer). The attachment records what `_transition` records: the audit row and the outbound
+# event in its statement; the log line and the metric once committed (`SessionAttached.committed`).
+
+_RESERVE_SESSION_SQL = """
+INSERT INTO payment_sessions (id, order_id, provider, state_token, amount, currency, communication,
+                              status, expires_at, sync_attempts)
+SELECT $1, $2, $3, $4, $5, $6, $7, 'creating', $8, 0
+WHERE NOT EXISTS (
+    SELECT FROM payment_sessions
+    WHERE order_id = $2 AND status = ANY($9::payment_status[]) AND expires_at > $10
+)
+"""
+
+_OPEN_STATUSES = [status.value for status in payment_states.OPEN]
+
+
+async def reserve_session(
+    conn: Any,
+    order: repository.LockedOrder,
     *,
+    session_id: uuid.UUID,
     provider: str,
     state_token: str,
     now: datetime,
     expiry_seconds: int,
-) -> PaymentSession:
+) -> bool:
     """A local session in `creating`, made under the order's lock before the provider is called.
 
     It is what a second click finds (and waits on) while the first is at the provider. The order
-    does not move until the provider has opened the session (`attach_session`).
+    does not move until the provider has opened the session (`attach_session`). False, with
+    nothing written, when the order has a session that may still receive the payer or is being
+    opened: the caller decides what that means (`payments.service`).
     """
-    session = PaymentSession(
-        id=uuid.uuid4(),
-        order_id=order.id,
-        provider=provider,
-        provider_session_id=None,
-        state_token=state_token,
-        connect_url=None,
-        amount=order.total_amount,
-        currency=order.currency,
-        communication=order.reference,
-        status=PaymentStatus.CREATING,
-        expires_at=now + timedelta(seconds=expiry_seconds),
+    status = await conn.execute(
+        _RESERVE_SESSION_SQL,
+        session_id,
+        order.id,
+        provider,
+        state_token,
+        order.total_amount,
+        order.currency,
+        order.reference,
+        now + timedelta(seconds=expiry_seconds),
+        _OPEN_STATUSES,
+        now,
     )
-    db.add(session)
-    return session
+    return bool(status == "INSERT 0 1")
+
+
+_ATTACH_SESSION_SQL = """
+WITH attached AS (
+    UPDATE payment_sessions
+    SET provider_session_id = $3, connect_url = $4, status = 'open', updated_at = now()
+    WHERE id = $1 AND order_id = $2 AND status = 'creating'
+    RETURNING id, provider, provider_status, transfer_state, expires_at
+), moved AS (
+    UPDATE orders SET status = $5, updated_at = now()
+    WHERE id = $2 AND $6::boolean AND EXISTS (SELECT FROM attached)
+    RETURNING id
+), audit AS (
+    INSERT INTO order_transitions (order_id, payment_session_id, from_status, to_status, source,
+                                   provider_status, transfer_state)
+    SELECT $2, attached.id, $7, $5, $8, attached.provider_status, attached.transfer_state
+    FROM attached, moved
+), event AS (
+    INSERT INTO outbound_events (webhook_id, type, stream, order_id, data)
+    SELECT $9, $10, $11, $2, $12::jsonb FROM moved
+)
+SELECT provider, expires_at, EXISTS (SELECT FROM moved) AS moved FROM attached
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionAttached:
+    """The attached session as the payer is sent to it, and what the order became."""
+
+    session: PaymentSession  # not in any ORM session: what the API answers with
+    order_status: OrderStatus
+    transition: dict[str, Any] | None  # the move's log fields, when the order moved
+
+    def committed(self) -> None:
+        """The caller's transaction committed: log and count the move, as `_transition` does."""
+        if self.transition is not None:
+            log.info("order_transition", **self.transition)
+            fields = self.transition
+            metrics.transition_committed(
+                provider=fields["provider"],
+                from_state=fields["from_status"],
+                to_state=fields["to_status"],
+                source=fields["source"],
+            )
 
 
 async def attach_session(
-    db: AsyncSession, session_id: uuid.UUID, created: CreatedSession, *, order_id: uuid.UUID
-) -> tuple[PaymentSession, OrderStatus] | None:
+    conn: Any,
+    order: repository.LockedOrder,
+    session_id: uuid.UUID,
+    created: CreatedSession,
+) -> SessionAttached | None:
     """The provider opened the reserved session: record its id and page, and the order awaits payment.
 
-    Returns the session and the order's status: an earlier session may have settled the order
-    while this one was being opened (the id is recorded all the same, so a payment on it is seen).
-    None when the reservation is no longer `creating` (declared abandoned meanwhile). `order_id` is
-    the reservation's order, locked first, as every writer does.
+    `order` is the reservation's order, locked by the caller's transaction on `conn`. The order's
+    status comes back with the session: an earlier session may have settled the order while this
+    one was being opened (the id is recorded all the same, so a payment on it is seen). None when
+    the reservation is no longer `creating` (declared abandoned meanwhile).
     """
-    order = await repository.lock_order(db, order_id)
-    session = await repository.lock_session(db, session_id)
-    if session.status is not PaymentStatus.CREATING or session.order_id != order_id:
+    target = OrderStatus.AWAITING_PAYMENT
+    moves = order_states.can_move(order.status, target)
+    source = TransitionSource.API
+    event = outbox.order_event(
+        order.id,
+        reference=order.reference,
+        status=target.value,
+        previous=order.status.value,
+        amount=order.total_amount,
+        currency=order.currency,
+        source=source,
+        payment_session_id=session_id,
+        refund_id=None,
+        reason=None,
+    )
+    row = await conn.fetchrow(
+        _ATTACH_SESSION_SQL,
+        session_id,
+        order.id,
+        created.provider_session_id,
+        created.connect_url,
+        target.value,
+        moves,
+        order.status.value,
+        source.value,
+        event.webhook_id,
+        event.type,
+        event.stream,
+        json.dumps(event.data),
+    )
+    if row is None:
         return None
-    session.provider_session_id = created.provider_session_id
-    session.connect_url = created.connect_url
-    session.status = PaymentStatus.OPEN
-    if order_states.can_move(order.status, OrderStatus.AWAITING_PAYMENT):
-        _transition(db, order, OrderStatus.AWAITING_PAYMENT, source=TransitionSource.API, session=session)
-    await db.flush()
-    return session, order.status
+    session = PaymentSession(
+        id=session_id,
+        order_id=order.id,
+        provider=row["provider"],
+        provider_session_id=created.provider_session_id,
+        connect_url=created.connect_url,
+        status=PaymentStatus.OPEN,
+        expires_at=row["expires_at"],
+    )
+    if not row["moved"]:
+        return SessionAttached(session, order.status, None)
+    transition = {
+        "order_id": str(order.id),
+        "provider": row["provider"],
+        "from_status": order.status.value,
+        "to_status": target.value,
+        "source": source.value,
+        "payment_session_id": str(session_id),
+        "reason": None,
+    }
+    return SessionAttached(session, target, transition)
 
 
 async def fail_reservation(db: AsyncSession, session_id: uuid.UUID, error: str) -> bool:

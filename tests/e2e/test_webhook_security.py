@@ -14,8 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select, update
 
-from app.models import Order, ProviderEvent
-from app.payments import writer
+from app.db import driver_connection
+from app.models import ProviderEvent
+from app.payments import repository, writer
 from app.providers.base import Payer, SessionRequest
 from tests.e2e.conftest import APP_ID, Stack
 from tests.support.fintecture import build_delivery, public_key_from_pem
@@ -178,19 +179,22 @@ async def test_delivery_for_a_session_not_known_yet_is_retried_not_dropped(stack
         assert "no payment session" in (event.last_error or "")
 
     # Our row for that session commits now; the next attempt applies the event.
-    async with stack.sessionmaker() as db, db.begin():
-        order_row = await db.get(Order, uuid.UUID(order["id"]))
-        assert order_row is not None
-        reserved = writer.reserve_session(
-            db,
-            order_row,
+    order_id = uuid.UUID(order["id"])
+    session_id = uuid.uuid4()
+    async with driver_connection(stack.service.state.engine) as conn, conn.transaction():
+        locked = await repository.lock_order_row(conn, order_id)
+        assert locked is not None
+        assert await writer.reserve_session(
+            conn,
+            locked,
+            session_id=session_id,
             provider="fintecture",
             state_token=state,
             now=datetime.now(UTC),
             expiry_seconds=1800,
         )
-        await db.flush()
-        assert await writer.attach_session(db, reserved.id, created, order_id=order_row.id) is not None
+        assert await writer.attach_session(conn, locked, session_id, created) is not None
+    async with stack.sessionmaker() as db, db.begin():
         await db.execute(update(ProviderEvent).values(next_attempt_at=datetime.now(UTC)))
     await stack.settle()
     assert await stack.order_status(order["id"]) == "paid"
