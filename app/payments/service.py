@@ -114,6 +114,7 @@ def _not_payable(status: OrderStatus) -> ApiError:
 @dataclass(frozen=True)
 class _Reserved:
     session_id: uuid.UUID
+    order: repository.LockedOrder  # as read when reserving
     request: SessionRequest
 
 
@@ -142,7 +143,7 @@ async def _reserve(
         )
     if not reserved:
         return None
-    return _Reserved(session_id, _session_request(order, state_token, settings, options))
+    return _Reserved(session_id, order, _session_request(order, state_token, settings, options))
 
 
 class _Retry:
@@ -242,11 +243,8 @@ async def open_session(
         raise
 
     try:
-        async with driver_connection(engine) as conn, conn.transaction():
-            order = await repository.lock_order_row(conn, order_id)
-            if order is None:
-                raise NotFound("order")
-            attached = await writer.attach_session(conn, order, reserved.session_id, created)
+        async with driver_connection(engine) as conn:
+            attached = await writer.attach_session(conn, reserved.order, reserved.session_id, created)
     except Exception:
         log.exception(
             "payment_session_attach_failed",

@@ -155,10 +155,10 @@ async def create_order(
 
 # --- opening a payment session: written for the driver -------------------------------------------
 # Every checkout opens one, so its reservation and its attachment are each one statement on the
-# pool's asyncpg connection `conn`, inside the caller's short transaction, which has locked the
-# order first (`repository.lock_order_row`, then these: the order-then-session order of every
-# writer). The attachment records what `_transition` records: the audit row and the outbound
-# event in its statement; the log line and the metric once committed (`SessionAttached.committed`).
+# pool's asyncpg connection `conn`. The reservation runs inside the caller's short transaction,
+# which has locked the order first (`repository.lock_order_row`); the attachment locks it itself.
+# The attachment records what `_transition` records: the audit row and the outbound event in its
+# statement; the log line and the metric once committed (`SessionAttached.committed`).
 
 _RESERVE_SESSION_SQL = """
 INSERT INTO payment_sessions (id, order_id, provider, state_token, amount, currency, communication,
@@ -206,27 +206,41 @@ async def reserve_session(
     return bool(status == "INSERT 0 1")
 
 
+# One statement, autocommitted, locking as every writer does, the order first: `locked` is read
+# (FOR UPDATE) before `attached` may lock the session row, as `attached` waits on it. The order's
+# status is therefore its latest, and cannot change before the statement ends: the transition's
+# `from_status` and the event's `previous_status` are taken from it. The rest of the event (amount,
+# reference...) never changes after an order is created, and is built in Python (outbox).
 _ATTACH_SESSION_SQL = """
-WITH attached AS (
+WITH locked AS MATERIALIZED (
+    SELECT status FROM orders WHERE id = $2 FOR UPDATE
+), attached AS (
     UPDATE payment_sessions
     SET provider_session_id = $3, connect_url = $4, status = 'open', updated_at = now()
-    WHERE id = $1 AND order_id = $2 AND status = 'creating'
+    WHERE id = $1 AND order_id = $2 AND status = 'creating' AND EXISTS (SELECT FROM locked)
     RETURNING id, provider, provider_status, transfer_state, expires_at
 ), moved AS (
     UPDATE orders SET status = $5, updated_at = now()
-    WHERE id = $2 AND $6::boolean AND EXISTS (SELECT FROM attached)
+    WHERE id = $2 AND status = ANY($6::order_status[]) AND EXISTS (SELECT FROM attached)
     RETURNING id
 ), audit AS (
     INSERT INTO order_transitions (order_id, payment_session_id, from_status, to_status, source,
                                    provider_status, transfer_state)
-    SELECT $2, attached.id, $7, $5, $8, attached.provider_status, attached.transfer_state
-    FROM attached, moved
+    SELECT $2, attached.id, locked.status, $5, $7, attached.provider_status, attached.transfer_state
+    FROM attached, moved, locked
 ), event AS (
     INSERT INTO outbound_events (webhook_id, type, stream, order_id, data)
-    SELECT $9, $10, $11, $2, $12::jsonb FROM moved
+    SELECT $8, $9, $10, $2, jsonb_set($11::jsonb, '{previous_status}', to_jsonb(locked.status::text))
+    FROM moved, locked
 )
-SELECT provider, expires_at, EXISTS (SELECT FROM moved) AS moved FROM attached
+SELECT attached.provider, attached.expires_at, locked.status::text AS order_status,
+       EXISTS (SELECT FROM moved) AS moved
+FROM attached, locked
 """
+
+_MOVES_TO_AWAITING_PAYMENT = [
+    status.value for status in OrderStatus if order_states.can_move(status, OrderStatus.AWAITING_PAYMENT)
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +252,7 @@ class SessionAttached:
     transition: dict[str, Any] | None  # the move's log fields, when the order moved
 
     def committed(self) -> None:
-        """The caller's transaction committed: log and count the move, as `_transition` does."""
+        """The statement committed: log and count the move, as `_transition` does for the ORM."""
         if self.transition is not None:
             log.info("order_transition", **self.transition)
             fields = self.transition
@@ -258,19 +272,19 @@ async def attach_session(
 ) -> SessionAttached | None:
     """The provider opened the reserved session: record its id and page, and the order awaits payment.
 
-    `order` is the reservation's order, locked by the caller's transaction on `conn`. The order's
-    status comes back with the session: an earlier session may have settled the order while this
-    one was being opened (the id is recorded all the same, so a payment on it is seen). None when
-    the reservation is no longer `creating` (declared abandoned meanwhile).
+    One autocommitted statement on the driver connection `conn` (no transaction open on it).
+    `order` is the reservation's order as read then; its status is read again under the lock. The
+    order's status comes back with the session: an earlier session may have settled the order
+    while this one was being opened (the id is recorded all the same, so a payment on it is seen).
+    None when the reservation is no longer `creating` (declared abandoned meanwhile).
     """
     target = OrderStatus.AWAITING_PAYMENT
-    moves = order_states.can_move(order.status, target)
     source = TransitionSource.API
     event = outbox.order_event(
         order.id,
         reference=order.reference,
         status=target.value,
-        previous=order.status.value,
+        previous=order.status.value,  # replaced by the statement with the status under the lock
         amount=order.total_amount,
         currency=order.currency,
         source=source,
@@ -285,8 +299,7 @@ async def attach_session(
         created.provider_session_id,
         created.connect_url,
         target.value,
-        moves,
-        order.status.value,
+        _MOVES_TO_AWAITING_PAYMENT,
         source.value,
         event.webhook_id,
         event.type,
@@ -304,12 +317,13 @@ async def attach_session(
         status=PaymentStatus.OPEN,
         expires_at=row["expires_at"],
     )
+    previous = OrderStatus(row["order_status"])
     if not row["moved"]:
-        return SessionAttached(session, order.status, None)
+        return SessionAttached(session, previous, None)
     transition = {
         "order_id": str(order.id),
         "provider": row["provider"],
-        "from_status": order.status.value,
+        "from_status": previous.value,
         "to_status": target.value,
         "source": source.value,
         "payment_session_id": str(session_id),

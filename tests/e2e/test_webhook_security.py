@@ -193,6 +193,7 @@ async def test_delivery_for_a_session_not_known_yet_is_retried_not_dropped(stack
             now=datetime.now(UTC),
             expiry_seconds=1800,
         )
+    async with driver_connection(stack.service.state.engine) as conn:
         assert await writer.attach_session(conn, locked, session_id, created) is not None
     async with stack.sessionmaker() as db, db.begin():
         await db.execute(update(ProviderEvent).values(next_attempt_at=datetime.now(UTC)))

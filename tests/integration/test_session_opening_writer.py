@@ -1,0 +1,236 @@
+"""Opening a payment session, as the writer records it on real PostgreSQL: the reservation and the
+attachment are driver statements, and must write exactly what the ORM writers write for a move
+(the audit row, the outbound event), with the order's status read under its lock."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.db import driver_connection, transaction
+from app.models import Order, OrderTransition, OutboundEvent, PaymentSession
+from app.orders.states import OrderStatus
+from app.payments import repository, writer
+from app.providers.base import CreatedSession, PaymentStatus
+
+
+async def new_order(
+    sm: async_sessionmaker[AsyncSession], status: OrderStatus = OrderStatus.PENDING
+) -> uuid.UUID:
+    async with transaction(sm) as db:
+        order = Order(
+            reference=f"ORD-{secrets.token_hex(4).upper()}",
+            status=status.value,
+            currency="EUR",
+            total_amount=27350,
+            customer_name="Camille",
+            customer_email="camille@example.com",
+            access_token_hash="0" * 64,
+        )
+        db.add(order)
+        await db.flush()
+        return order.id
+
+
+async def reserve(
+    engine: AsyncEngine, order_id: uuid.UUID
+) -> tuple[uuid.UUID, repository.LockedOrder] | None:
+    session_id = uuid.uuid4()
+    async with driver_connection(engine) as conn, conn.transaction():
+        order = await repository.lock_order_row(conn, order_id)
+        assert order is not None
+        made = await writer.reserve_session(
+            conn,
+            order,
+            session_id=session_id,
+            provider="fintecture",
+            state_token=secrets.token_urlsafe(16),
+            now=datetime.now(UTC),
+            expiry_seconds=1800,
+        )
+    return (session_id, order) if made else None
+
+
+async def attach(
+    engine: AsyncEngine, order: repository.LockedOrder, session_id: uuid.UUID, provider_id: str
+) -> writer.SessionAttached | None:
+    async with driver_connection(engine) as conn:
+        return await writer.attach_session(
+            conn, order, session_id, CreatedSession(provider_id, f"https://connect.example/{provider_id}")
+        )
+
+
+async def rows(sm: async_sessionmaker[AsyncSession], order_id: uuid.UUID) -> dict[str, list]:  # type: ignore[type-arg]
+    async with sm() as db:
+        return {
+            "sessions": list(
+                await db.scalars(select(PaymentSession).where(PaymentSession.order_id == order_id))
+            ),
+            "transitions": list(
+                await db.scalars(select(OrderTransition).where(OrderTransition.order_id == order_id))
+            ),
+            "events": list(await db.scalars(select(OutboundEvent).where(OutboundEvent.order_id == order_id))),
+            "order": [await db.get(Order, order_id, populate_existing=True)],
+        }
+
+
+async def test_a_reservation_then_its_attachment_write_the_session_the_move_and_its_event(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = await new_order(sessionmaker)
+    reserved = await reserve(engine, order_id)
+    assert reserved is not None
+    session_id, order = reserved
+
+    written = await rows(sessionmaker, order_id)
+    [session] = written["sessions"]
+    assert (session.id, session.status, session.provider_session_id) == (
+        session_id,
+        PaymentStatus.CREATING,
+        None,
+    )
+    assert (session.amount, session.currency, session.communication) == (27350, "EUR", order.reference)
+    assert written["transitions"] == [] and written["events"] == []
+    assert written["order"][0].status == OrderStatus.PENDING  # the order waits for the provider
+
+    attached = await attach(engine, order, session_id, "prov-1")
+    assert attached is not None
+    assert attached.order_status is OrderStatus.AWAITING_PAYMENT
+    assert attached.session.provider_session_id == "prov-1"
+
+    written = await rows(sessionmaker, order_id)
+    [session] = written["sessions"]
+    assert (session.status, session.provider_session_id) == (PaymentStatus.OPEN, "prov-1")
+    assert session.connect_url == "https://connect.example/prov-1"
+    assert written["order"][0].status == OrderStatus.AWAITING_PAYMENT
+    [transition] = written["transitions"]
+    assert (transition.from_status, transition.to_status) == (
+        OrderStatus.PENDING,
+        OrderStatus.AWAITING_PAYMENT,
+    )
+    assert (transition.source.value, transition.payment_session_id) == ("api", session_id)
+    [event] = written["events"]
+    assert event.type == "order.awaiting_payment" and event.stream == f"order:{order_id}"
+    assert event.data == {
+        "order_id": str(order_id),
+        "reference": order.reference,
+        "status": "awaiting_payment",
+        "previous_status": "pending",
+        "amount": 27350,
+        "currency": "EUR",
+        "payment_session_id": str(session_id),
+        "refund_id": None,
+        "reason": None,
+        "source": "api",
+    }
+
+
+async def test_no_second_reservation_while_one_is_open_or_being_opened(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = await new_order(sessionmaker)
+    first = await reserve(engine, order_id)
+    assert first is not None
+    assert await reserve(engine, order_id) is None  # being opened
+    await attach(engine, first[1], first[0], "prov-1")
+    assert await reserve(engine, order_id) is None  # open
+    assert len((await rows(sessionmaker, order_id))["sessions"]) == 1
+
+
+async def test_concurrent_reservations_make_exactly_one(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = await new_order(sessionmaker)
+    results = await asyncio.gather(*(reserve(engine, order_id) for _ in range(8)))
+    assert sum(result is not None for result in results) == 1
+    assert len((await rows(sessionmaker, order_id))["sessions"]) == 1
+
+
+async def test_the_move_is_recorded_from_the_status_under_the_lock_not_the_one_read_when_reserving(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = await new_order(sessionmaker)
+    reserved = await reserve(engine, order_id)
+    assert reserved is not None
+    session_id, order = reserved
+    async with transaction(sessionmaker) as db:  # meanwhile an earlier attempt's failure is applied
+        row = await db.get(Order, order_id)
+        assert row is not None
+        row.status = OrderStatus.FAILED
+
+    attached = await attach(engine, order, session_id, "prov-2")
+    assert attached is not None and attached.order_status is OrderStatus.AWAITING_PAYMENT
+    assert attached.transition is not None and attached.transition["from_status"] == "failed"
+    written = await rows(sessionmaker, order_id)
+    [transition] = written["transitions"]
+    assert transition.from_status == OrderStatus.FAILED
+    [event] = written["events"]
+    assert event.data["previous_status"] == "failed"
+
+
+async def test_an_order_settled_meanwhile_keeps_its_status_and_the_session_is_still_recorded(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = await new_order(sessionmaker)
+    reserved = await reserve(engine, order_id)
+    assert reserved is not None
+    session_id, order = reserved
+    async with transaction(sessionmaker) as db:
+        row = await db.get(Order, order_id)
+        assert row is not None
+        row.status = OrderStatus.PAID
+
+    attached = await attach(engine, order, session_id, "prov-3")
+    assert attached is not None
+    assert attached.order_status is OrderStatus.PAID and attached.transition is None
+    written = await rows(sessionmaker, order_id)
+    assert written["order"][0].status == OrderStatus.PAID
+    assert written["sessions"][0].provider_session_id == "prov-3"  # a payment on it is still seen
+    assert written["transitions"] == [] and written["events"] == []
+
+
+async def test_a_reservation_declared_abandoned_is_not_attached_and_nothing_moves(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = await new_order(sessionmaker)
+    reserved = await reserve(engine, order_id)
+    assert reserved is not None
+    session_id, order = reserved
+    async with transaction(sessionmaker) as db:
+        assert await writer.fail_reservation(db, session_id, "abandoned: the process opening it stopped")
+
+    assert await attach(engine, order, session_id, "prov-4") is None
+    written = await rows(sessionmaker, order_id)
+    [session] = written["sessions"]
+    assert (session.status, session.provider_session_id) == (PaymentStatus.FAILED, None)
+    assert written["order"][0].status == OrderStatus.PENDING
+    assert written["transitions"] == [] and written["events"] == []
+
+
+async def test_the_attachment_waits_for_the_order_lock_before_touching_the_session(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Every writer locks the order, then the session: one that holds the order's lock and then
+    asks for the session's must not find it locked by the attachment (a deadlock)."""
+    order_id = await new_order(sessionmaker)
+    reserved = await reserve(engine, order_id)
+    assert reserved is not None
+    session_id, order = reserved
+    async with transaction(sessionmaker) as db:
+        await repository.lock_order(db, order_id)
+        attaching = asyncio.create_task(attach(engine, order, session_id, "prov-5"))
+        await asyncio.sleep(0.3)
+        assert not attaching.done()
+        # The session row is free: the attachment waits on the order, holding nothing.
+        locked = await repository.lock_session(db, session_id)
+        assert locked.status is PaymentStatus.CREATING
+    attached = await attaching
+    assert attached is not None and attached.order_status is OrderStatus.AWAITING_PAYMENT
+    async with sessionmaker() as db:
+        event = await db.scalar(select(OutboundEvent).where(OutboundEvent.order_id == order_id))
+    assert event is not None and event.data["previous_status"] == "pending"
