@@ -31,7 +31,8 @@ A B B A ..., `--repeat` runs per side):
   order_read       GET /orders/{id} with the order's token (bench/order_read.lua): project vs baseline
   payment_session  POST /orders/{id}/payment-session, each on a fresh order made through the API
                    before the run (bench/payment_session.lua, never wrapping): project vs baseline,
-                   with the simulator's CPU per request beside the service's
+                   with the simulator's CPU per request beside the service's, and the ratio of the
+                   service's own CPU per session (the simulator's share excluded)
   inbox_burst      bench/inbox_burst.py's run: 500 webhooks, one process, 200 ms provider reads;
                    the seconds until all are applied (after the other services are stopped)
 
@@ -890,6 +891,21 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             if pairs:
                 values = [a / b for a, b in pairs]
                 ratios[f"project/{other}"] = {"mean": statistics.fmean(values), "values": values}
+        if scenario == "payment_session":
+            # The simulator runs on the same cores and its share is the same work on both sides:
+            # the service's own cost per session, compared round by round.
+            costs = [
+                o["cpu_ms_per_req"] / p["cpu_ms_per_req"]
+                for p in mine
+                if p["side"] == "project" and p["cpu_ms_per_req"] > 0
+                for o in mine
+                if o["side"] == "baseline" and o["round"] == p["round"]
+            ]
+            if costs:
+                ratios["service CPU per session, baseline/project (simulator excluded)"] = {
+                    "mean": statistics.fmean(costs),
+                    "values": costs,
+                }
         summary[scenario] = {"sides": sides, "ratios": ratios}
     bursts = [r for r in runs if r["scenario"] == "inbox_burst"]
     if bursts:
