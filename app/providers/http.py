@@ -3,17 +3,23 @@
 The adapters, the shared `Transport` and the tests speak httpx (`httpx.Request`, `httpx.Response`,
 its exceptions). Only the connection pool underneath is aiohttp's: httpx's own pool scans every
 pooled connection, and asks the kernel whether each idle one is readable, twice per request. On
-this service's 2-core reference machine that made one provider call cost 1.3 ms of CPU at 32
-concurrent calls, against 0.25 ms through this transport (bench/README.md).
+this service's 2-core reference machine that made one provider call cost 1.3-1.6 ms of CPU at 32
+concurrent calls, against 0.26 ms through this transport (bench/provider_client.py).
 
 Errors keep httpx's meaning, which the retry rules depend on (`app/providers/transport.py`): a
 request that certainly never left (refused, connect timeout, no free connection in time) raises
 `ConnectError`, `ConnectTimeout` or `PoolTimeout`; one that may have reached the provider raises a
 read, write or protocol error, and is never sent twice unless it is idempotent. (aiohttp itself
 sends an idempotent request once more when its connection drops, as RFC 9112 allows; never a POST.)
+
+Proxies are the environment's, as httpx reads them (which it no longer does once given a transport):
+`HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` by the request's scheme, unless `NO_PROXY` names the host;
+read once, when the client is made.
 """
 
 from __future__ import annotations
+
+import urllib.request
 
 import aiohttp
 import httpx
@@ -39,14 +45,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector=connector,
             # The body goes back to httpx as received; httpx decodes it by its Content-Encoding.
             auto_decompress=False,
-            # Proxies from HTTP(S)_PROXY are httpx's own business: it sends those requests through
-            # a proxy transport of its own and only the others here.
+            # Not aiohttp's reading of the environment: it would look proxies up in a thread on
+            # every request, and add ~/.netrc credentials to requests that carry their own.
             trust_env=False,
             timeout=aiohttp.ClientTimeout(total=None),
             # httpx built every header already (Host, Accept, User-Agent...): add none of its own.
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        self._proxies = urllib.request.getproxies_environment()
+        self._proxy_of_origin: dict[tuple[str, str], str | None] = {}
+
+    def _proxy(self, url: httpx.URL) -> str | None:
+        """The proxy for `url`'s scheme and host, or None to connect directly."""
+        origin = (url.scheme, url.host)
+        if origin not in self._proxy_of_origin:
+            proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
+            # The NO_PROXY rules of the environment read above (stdlib, untyped in typeshed).
+            bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+            if proxy and bypass(url.host, self._proxies):
+                proxy = None
+            self._proxy_of_origin[origin] = proxy or None
+        return self._proxy_of_origin[origin]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
@@ -59,6 +79,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     (name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw
                 ],
                 data=body or None,
+                proxy=self._proxy(request.url),
                 timeout=_timeout(request),
                 allow_redirects=False,
             ) as response:
@@ -112,7 +133,7 @@ def _as_httpx_error(exc: aiohttp.ClientError, request: httpx.Request) -> httpx.T
     if isinstance(exc, (aiohttp.InvalidUrlClientError, aiohttp.NonHttpUrlClientError)):
         return httpx.UnsupportedProtocol(message, request=request)
     # Maybe sent: the connection was up when it failed.
-    if isinstance(exc, aiohttp.SocketTimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, aiohttp.ServerTimeoutError):  # reading the answer (connecting is handled above)
         return httpx.ReadTimeout(message, request=request)
     if isinstance(
         exc, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError | aiohttp.ClientPayloadError
@@ -126,5 +147,4 @@ def provider_http_client(timeout_seconds: float, *, max_connections: int = 200) 
     return httpx.AsyncClient(
         timeout=timeout_seconds,
         transport=AiohttpTransport(max_connections=max_connections),
-        follow_redirects=False,
     )

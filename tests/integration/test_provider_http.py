@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+from pytest import MonkeyPatch
 
 from app.providers.base import ProviderError
 from app.providers.http import provider_http_client
@@ -204,3 +205,39 @@ async def test_no_free_connection_in_time_is_a_timeout_that_never_sent_the_reque
             await http.post(origin + "/pis/v2/connect", content=b"{}")
         first.cancel()
         assert len(seen) == 1
+
+
+async def answer_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[bytes]) -> None:
+    seen.append(await read_request(reader))
+    writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+    await writer.drain()
+
+
+def proxy_environment(monkeypatch: MonkeyPatch, **variables: str) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+async def test_a_proxy_named_by_the_environment_carries_the_request_as_built(
+    monkeypatch: MonkeyPatch,
+) -> None:
+    async with server(answer_ok) as (proxy, through_proxy):
+        proxy_environment(monkeypatch, http_proxy=proxy)
+        target = "http://provider.example/pis/v2/connect?state=a%2fb%7e"
+        async with provider_http_client(5.0) as http:
+            response = await http.post(target, content=b"{}")
+    assert response.status_code == 201
+    [raw] = through_proxy
+    assert raw.split(b"\r\n", 1)[0] == f"POST {target} HTTP/1.1".encode()
+
+
+async def test_a_host_named_by_no_proxy_is_reached_directly(monkeypatch: MonkeyPatch) -> None:
+    async with server(answer_ok) as (proxy, through_proxy), server(answer_ok) as (origin, direct):
+        proxy_environment(monkeypatch, http_proxy=proxy, no_proxy="127.0.0.1")
+        async with provider_http_client(5.0) as http:
+            assert (await http.post(origin + "/pis/v2/connect", content=b"{}")).status_code == 201
+    assert len(direct) == 1
+    assert through_proxy == []
