@@ -12,7 +12,8 @@ and the event is sent again with the same `webhook-id`, which receivers deduplic
   `max_attempts` the delivery is parked until an operator replays it.
 - Safe in several processes: claims use SKIP LOCKED and leases, like the webhook inbox.
 - Prompt: a commit that recorded an event in this process wakes the loop at once (an ORM session
-  hook); the poll remains for events other processes record and for retries falling due.
+  hook, or `wake()` from a writer that records with its own statement); the poll remains for
+  events other processes record and for retries falling due.
 """
 
 from __future__ import annotations

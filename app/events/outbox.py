@@ -2,7 +2,8 @@
 
 `app/payments/writer.py` records `order.<status>` for every move of an order and
 `refund.<status>` for every move of a refund; `app/payouts/writer.py` records `payout.<status>`
-for every move of a payout. The row is added to the writer's own session, so it is committed
+for every move of a payout. The row is added to the writer's own session, or written by the
+same statement as the move (a payment session's attachment, `order_event`), so it is committed
 with the transition or rolled back with it: never one without the other.
 
 An event's `data` is what the merchant's systems need to act without calling back: ids, the new

@@ -199,10 +199,13 @@ async def open_session(
     """
     request_id.bind(order_id=str(order_id))
     deadline = time.monotonic() + reservation_timeout(settings).total_seconds()
+    found: PaymentSession | _Retry | None = _RETRY
     while True:
-        reserved = await _reserve(engine, order_id, provider, settings, options)
-        if reserved is not None:
-            break
+        if found is _RETRY:
+            reserved = await _reserve(engine, order_id, provider, settings, options)
+            if reserved is not None:
+                break
+        # While another request opens the session, only look again: no reservation can be made.
         async with transaction(sessionmaker) as db:
             found = await _find_open(db, order_id, settings)
         if isinstance(found, PaymentSession):

@@ -20,9 +20,11 @@ an `order_transitions` row naming its source. The paths that reach it:
   -> `resolve_review` (source `operator`, with the operator's note).
 
 Every move of an order records an `order.<status>` outbound event, and every move of a refund a
-`refund.<status>` one, in the same transaction (`_transition`, `_move_refund`).
+`refund.<status>` one, in the same transaction (`_transition`, `_move_refund`; `attach_session`
+in its own statement).
 
-Each function runs inside its caller's short transaction, never across a provider call. `apply`
+Each function runs inside its caller's short transaction (`attach_session` is one autocommitted
+statement), never across a provider call. `apply`
 locks the order and then the session row (always in that order, so two writers never deadlock),
 ignores answers older than the one already applied unless they move forward, checks the money
 against the order, moves forward only, and derives the order's state from the payment's.
