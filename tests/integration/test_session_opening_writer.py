@@ -17,24 +17,19 @@ from app.models import Order, OrderTransition, OutboundEvent, PaymentSession
 from app.orders.states import OrderStatus
 from app.payments import repository, writer
 from app.providers.base import CreatedSession, PaymentStatus
+from tests.integration.test_writer import make_order
 
 
-async def new_order(
-    sm: async_sessionmaker[AsyncSession], status: OrderStatus = OrderStatus.PENDING
-) -> uuid.UUID:
+async def new_order(sm: async_sessionmaker[AsyncSession]) -> uuid.UUID:
+    order_id, _ = await make_order(sm, sessions=0, status=OrderStatus.PENDING)
+    return order_id
+
+
+async def set_status(sm: async_sessionmaker[AsyncSession], order_id: uuid.UUID, status: OrderStatus) -> None:
     async with transaction(sm) as db:
-        order = Order(
-            reference=f"ORD-{secrets.token_hex(4).upper()}",
-            status=status.value,
-            currency="EUR",
-            total_amount=27350,
-            customer_name="Camille",
-            customer_email="camille@example.com",
-            access_token_hash="0" * 64,
-        )
-        db.add(order)
-        await db.flush()
-        return order.id
+        order = await db.get(Order, order_id)
+        assert order is not None
+        order.status = status
 
 
 async def reserve(
@@ -54,6 +49,16 @@ async def reserve(
             expiry_seconds=1800,
         )
     return (session_id, order) if made else None
+
+
+async def reserved_order(
+    engine: AsyncEngine, sm: async_sessionmaker[AsyncSession]
+) -> tuple[uuid.UUID, uuid.UUID, repository.LockedOrder]:
+    """A new pending order with its reservation: (order id, session id, the order as reserved)."""
+    order_id = await new_order(sm)
+    reserved = await reserve(engine, order_id)
+    assert reserved is not None
+    return order_id, *reserved
 
 
 async def attach(
@@ -82,10 +87,7 @@ async def rows(sm: async_sessionmaker[AsyncSession], order_id: uuid.UUID) -> dic
 async def test_a_reservation_then_its_attachment_write_the_session_the_move_and_its_event(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    order_id = await new_order(sessionmaker)
-    reserved = await reserve(engine, order_id)
-    assert reserved is not None
-    session_id, order = reserved
+    order_id, session_id, order = await reserved_order(engine, sessionmaker)
 
     written = await rows(sessionmaker, order_id)
     [session] = written["sessions"]
@@ -154,14 +156,9 @@ async def test_concurrent_reservations_make_exactly_one(
 async def test_the_move_is_recorded_from_the_status_under_the_lock_not_the_one_read_when_reserving(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    order_id = await new_order(sessionmaker)
-    reserved = await reserve(engine, order_id)
-    assert reserved is not None
-    session_id, order = reserved
-    async with transaction(sessionmaker) as db:  # meanwhile an earlier attempt's failure is applied
-        row = await db.get(Order, order_id)
-        assert row is not None
-        row.status = OrderStatus.FAILED
+    order_id, session_id, order = await reserved_order(engine, sessionmaker)
+    # Meanwhile an earlier attempt's failure is applied.
+    await set_status(sessionmaker, order_id, OrderStatus.FAILED)
 
     attached = await attach(engine, order, session_id, "prov-2")
     assert attached is not None and attached.order_status is OrderStatus.AWAITING_PAYMENT
@@ -176,14 +173,8 @@ async def test_the_move_is_recorded_from_the_status_under_the_lock_not_the_one_r
 async def test_an_order_settled_meanwhile_keeps_its_status_and_the_session_is_still_recorded(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    order_id = await new_order(sessionmaker)
-    reserved = await reserve(engine, order_id)
-    assert reserved is not None
-    session_id, order = reserved
-    async with transaction(sessionmaker) as db:
-        row = await db.get(Order, order_id)
-        assert row is not None
-        row.status = OrderStatus.PAID
+    order_id, session_id, order = await reserved_order(engine, sessionmaker)
+    await set_status(sessionmaker, order_id, OrderStatus.PAID)  # another session paid it meanwhile
 
     attached = await attach(engine, order, session_id, "prov-3")
     assert attached is not None
@@ -197,10 +188,7 @@ async def test_an_order_settled_meanwhile_keeps_its_status_and_the_session_is_st
 async def test_a_reservation_declared_abandoned_is_not_attached_and_nothing_moves(
     engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    order_id = await new_order(sessionmaker)
-    reserved = await reserve(engine, order_id)
-    assert reserved is not None
-    session_id, order = reserved
+    order_id, session_id, order = await reserved_order(engine, sessionmaker)
     async with transaction(sessionmaker) as db:
         assert await writer.fail_reservation(db, session_id, "abandoned: the process opening it stopped")
 
@@ -217,10 +205,7 @@ async def test_the_attachment_waits_for_the_order_lock_before_touching_the_sessi
 ) -> None:
     """Every writer locks the order, then the session: one that holds the order's lock and then
     asks for the session's must not find it locked by the attachment (a deadlock)."""
-    order_id = await new_order(sessionmaker)
-    reserved = await reserve(engine, order_id)
-    assert reserved is not None
-    session_id, order = reserved
+    order_id, session_id, order = await reserved_order(engine, sessionmaker)
     async with transaction(sessionmaker) as db:
         await repository.lock_order(db, order_id)
         attaching = asyncio.create_task(attach(engine, order, session_id, "prov-5"))

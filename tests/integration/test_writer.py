@@ -20,7 +20,10 @@ from app.providers.base import PaymentSnapshot, PaymentStatus
 
 
 async def make_order(
-    sm: async_sessionmaker[AsyncSession], *, sessions: int = 1
+    sm: async_sessionmaker[AsyncSession],
+    *,
+    sessions: int = 1,
+    status: OrderStatus = OrderStatus.AWAITING_PAYMENT,
 ) -> tuple[uuid.UUID, list[uuid.UUID]]:
     async with transaction(sm) as db:
         if await db.get(Product, "SKU-1") is None:
@@ -31,7 +34,7 @@ async def make_order(
             )
         order = Order(
             reference=f"ORD-{secrets.token_hex(4).upper()}",
-            status=OrderStatus.AWAITING_PAYMENT.value,
+            status=status.value,
             currency="EUR",
             total_amount=27350,
             customer_name="Camille",
