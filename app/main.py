@@ -20,6 +20,7 @@ from app.events.dispatcher import OutboxDispatcher
 from app.events.routes import router as events_router
 from app.orders.routes import router as orders_router
 from app.payments.routes import router as payments_router
+from app.payments.webhooks import WebhookRoute
 from app.payments.workers import PaymentWorkers
 from app.payouts.routes import router as payouts_router
 from app.providers import registry
@@ -106,6 +107,9 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
             expose_headers=["Idempotent-Replayed"],
         )
+    # Webhook deliveries to an enabled provider are answered here, inside the edge and before
+    # FastAPI's routing (app/payments/webhooks.py): they are the busiest requests.
+    app.add_middleware(WebhookRoute)
     # Outermost (added last): the body limit, the error shape, the security headers, the request id
     # and access line, and the request metrics, for every answer, a CORS refusal included.
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)

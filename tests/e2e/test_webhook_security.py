@@ -218,3 +218,97 @@ async def test_an_authentic_delivery_naming_no_payment_is_kept_and_given_up_at_o
     assert event.outcome == "gave_up" and event.attempts == 1
     assert event.raw_body == body
     assert "names no payment" in (event.last_error or "")
+
+
+# Deliveries to an enabled provider are answered by the webhook layer inside the edge
+# (app/payments/webhooks.py), not by FastAPI's route: the answers below are that layer's.
+
+
+async def _chunks(body: bytes, size: int) -> Any:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+async def test_a_delivery_sent_in_chunks_is_verified_and_stored_whole(
+    stack: Stack, merchant_public: rsa.RSAPublicKey
+) -> None:
+    _, session = await stack.paying_order()
+    before = await stack.table_counts()
+    body = form_body(session["provider_session_id"])
+    headers = signed(merchant_public, body)
+    # No Content-Length: the body arrives in several pieces (chunked transfer encoding).
+    response = await stack.http.post(
+        f"{stack.service_url}/webhook", content=_chunks(body, 40), headers=headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": True, "duplicate": False}
+    async with stack.sessionmaker() as db:
+        event = (
+            await db.scalars(
+                select(ProviderEvent).where(ProviderEvent.delivery_id == headers["X-Request-ID"])
+            )
+        ).one()
+    assert event.raw_body == body
+    assert (await stack.table_counts())["provider_events"] == before["provider_events"] + 1
+
+
+async def test_a_chunked_delivery_over_the_limit_is_refused_and_writes_nothing(
+    stack: Stack, merchant_public: rsa.RSAPublicKey
+) -> None:
+    _, session = await stack.paying_order()
+    before = await stack.table_counts()
+    body = form_body(session["provider_session_id"]) + b"&pad=" + b"x" * stack.settings.max_body_bytes
+    response = await stack.http.post(
+        f"{stack.service_url}/webhooks/fintecture",
+        content=_chunks(body, 4096),
+        headers=signed(merchant_public, body),
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert await stack.table_counts() == before
+
+
+@pytest.mark.parametrize("path", ["/webhook", "/webhooks/fintecture"])
+async def test_webhook_answers_carry_what_every_answer_carries(
+    stack: Stack, merchant_public: rsa.RSAPublicKey, path: str
+) -> None:
+    _, session = await stack.paying_order()
+    body = form_body(session["provider_session_id"])
+    headers = signed(merchant_public, body)
+    accepted = await stack.http.post(f"{stack.service_url}{path}", content=body, headers=headers)
+    refused = await stack.http.post(
+        f"{stack.service_url}{path}", content=body, headers={**headers, "Digest": "SHA-256=" + "A" * 43 + "="}
+    )
+    assert (accepted.status_code, refused.status_code) == (200, 401)
+    for answer in (accepted, refused):
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert int(answer.headers["content-length"]) == len(answer.content)
+    # The delivery's own X-Request-ID is a plain id: the answer carries it back.
+    assert accepted.headers["x-request-id"] == headers["X-Request-ID"]
+    assert refused.json()["error"] == {
+        "code": "invalid_signature",
+        "message": "webhook rejected: signed digest does not match the digest header",
+    }
+
+
+async def test_other_requests_to_webhook_paths_get_the_routes_answers(
+    stack: Stack, merchant_public: rsa.RSAPublicKey
+) -> None:
+    _, session = await stack.paying_order()
+    before = await stack.table_counts()
+    body = form_body(session["provider_session_id"])
+    unknown = await stack.http.post(
+        f"{stack.service_url}/webhooks/nosuchbank", content=body, headers=signed(merchant_public, body)
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == {"code": "not_found", "message": "webhook endpoint not found"}
+    malformed = await stack.http.post(f"{stack.service_url}/webhooks/Fintecture", content=body)
+    assert malformed.status_code == 422
+    assert malformed.json()["error"]["code"] == "validation_error"
+    wrong_method = await stack.http.get(f"{stack.service_url}/webhook")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert await stack.table_counts() == before
