@@ -69,7 +69,7 @@ class WebhookRoute:
         self.app = app
         # The FastAPI routes by path, found on first use (routes are added after middlewares):
         # the metrics and the access line name the route template, as for any route.
-        self._routes: dict[str, Any] | None = None
+        self._routes: dict[str | None, Any] | None = None
 
     async def __call__(self, scope: Scope, receive_: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
