@@ -159,6 +159,15 @@ def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
 
     Walks iteratively, so a deep value costs no recursion.
     """
+    if type(value) is dict and max_depth >= 1:
+        # A flat object of strings (every form body) in one search: a surrogate in a Python string
+        # is always unpaired, and joining the strings neither makes nor hides one.
+        try:
+            flat = "\x01".join([*value, *value.values()])
+        except TypeError:
+            pass  # a value that is not a string (or a key that is not): walk it
+        else:
+            return "JSON contains NUL or an unpaired surrogate" if _UNSTORABLE_IN_JSON.search(flat) else None
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from app.providers.base import WebhookHint, WebhookRejected, WebhookRequest
 from app.providers.fintecture.client import FintectureProvider
 from app.providers.fintecture.transport import FintectureTransport
-from app.providers.fintecture.webhooks import verify_webhook
+from app.providers.fintecture.webhooks import _parse_http_date, verify_webhook
 from tests.support.fintecture import build_delivery as contract_delivery
 from tests.support.fintecture import oaep_sha1
 
@@ -138,6 +138,30 @@ def test_rfc2822_zone_spellings_are_read_as_utc(merchant_key: rsa.RSAPrivateKey,
         f'keyId="{APP_ID}",algorithm="rsa-sha256",headers="date digest x-request-id",signature="{ciphertext}"'
     )
     assert verify(merchant_key, headers).delivery_id
+
+
+def test_the_date_reads_as_the_general_rfc2822_parser_reads_it() -> None:
+    """The common spelling has a fast reading of its own; every date reads as the general parser
+    reads it, and what that parser refuses stays refused."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC)
+    while moment.year < 2100:
+        spelled = format_datetime(moment, usegmt=True)
+        assert _parse_http_date(spelled) == parsedate_to_datetime(spelled) == moment
+        moment += timedelta(days=7, hours=5, minutes=13, seconds=31)
+    for other in (
+        "Thu, 3 Dec 2026 08:50:49 GMT",
+        "3 Dec 2026 08:50:49 +0100",
+        "Thu, 03 Dec 2026 08:50:49 -0000",
+    ):
+        general = parsedate_to_datetime(other)
+        assert _parse_http_date(other) == (general if general.tzinfo else general.replace(tzinfo=UTC))
+    for impossible in (
+        "Thu, 31 Feb 2026 08:50:49 GMT",
+        "Thu, 03 Dec 2026 24:50:49 GMT",
+        "Thu, 03 Dec 2026 GMT",
+    ):
+        with pytest.raises(WebhookRejected, match="not an RFC 2822 date"):
+            _parse_http_date(impossible)
 
 
 async def test_the_provider_method_uses_its_key_and_settings(merchant_key: rsa.RSAPrivateKey) -> None:

@@ -115,6 +115,26 @@ def test_json_that_jsonb_holds_is_returned() -> None:
     assert json_problem({"nested": [[[[1]]]]}, max_depth=4) is not None
 
 
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"a": "b", "c": "d"}, None),
+        ({}, None),
+        ({"a": "b", "c": "x\x00"}, "NUL"),
+        ({"a\x00": "b"}, "NUL"),
+        ({"a": "\udbff", "b": "\udc00"}, "surrogate"),  # two strings never make one pair
+        ({"a": "b", "c": 1.5}, None),
+        ({"a": "b", "c": float("nan")}, "out of range"),
+        ({"a": "b", "c": ["\x00"]}, "NUL"),
+    ],
+)
+def test_flat_objects_of_strings_are_checked_like_any_other(
+    fields: dict[str, Any], problem: str | None
+) -> None:
+    found = json_problem(fields)
+    assert found is None if problem is None else problem in (found or "")
+
+
 # --- Fintecture's verifier: authentic deliveries whose content cannot be stored -----------------
 
 

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -49,7 +50,31 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return lowered
 
 
+# The IMF-fixdate every sender writes (`Thu, 03 Dec 2026 08:50:49 GMT`), read without the general
+# parser; anything else, an impossible date included, goes to `parsedate_to_datetime`.
+_IMF_FIXDATE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"(\d{4}) (\d\d):(\d\d):(\d\d) GMT",
+    re.ASCII,
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1
+    )
+}
+
+
 def _parse_http_date(value: str) -> datetime:
+    match = _IMF_FIXDATE.fullmatch(value)
+    if match is not None:
+        day, month, year, hour, minute, second = match.groups()
+        try:
+            return datetime(
+                int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=UTC
+            )
+        except ValueError:
+            pass
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError) as exc:
