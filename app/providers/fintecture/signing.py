@@ -138,6 +138,10 @@ def parse_signature_header(value: str) -> dict[str, str]:
     return params
 
 
+# The provider's choice (contracts/fintecture.md §3), not ours: SHA-1 here is OAEP's hash and mask.
+_WEBHOOK_OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)  # noqa: S303
+
+
 def decrypt_webhook_signature(private_key: rsa.RSAPrivateKey, signature_b64: str) -> bytes:
     """Decrypt the webhook's `signature` parameter (RSA-OAEP SHA-1/MGF1-SHA-1, empty label).
 
@@ -150,10 +154,7 @@ def decrypt_webhook_signature(private_key: rsa.RSAPrivateKey, signature_b64: str
     if len(ciphertext) != (private_key.key_size + 7) // 8:
         raise ValueError("signature has the wrong length for the merchant key")
     try:
-        return private_key.decrypt(
-            ciphertext,
-            padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None),  # noqa: S303
-        )
+        return private_key.decrypt(ciphertext, _WEBHOOK_OAEP)
     except ValueError as exc:
         raise ValueError("signature does not decrypt with the merchant key") from exc
 
