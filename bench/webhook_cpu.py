@@ -1,0 +1,295 @@
+"""CPU per webhook delivery inside the process, the project's app against the floor's, without the
+network: where the wrk suite's figures move with the machine's load, this isolates the Python each
+side runs per delivery.
+
+Each side is driven as an ASGI app in a process of its own (no server, no sockets to the client):
+`--concurrency` tasks send `--deliveries` signed deliveries per round through it, against scratch
+databases on `DATABASE_URL`'s server, and the process's CPU (user + system) per delivery is printed,
+with the RSA-OAEP decryption's share timed apart (it is the same operation on both sides). Sides
+alternate; each round uses fresh deliveries (made by the floor's make_webhook_fixture.py, one key for
+both). The floor runs from `--floor-dir`, never copied here. The project side runs with the inbox
+workers off, so that it measures intake alone, as the suite's `--inbox-workers off` does.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/webhook_cpu.py \\
+        [--floor-dir ../shared/bench] [--deliveries 3000] [--concurrency 16] [--rounds 3] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_ID = "bench-webhook-cpu"
+SCRATCH = {"project": "bench_webhook_cpu_project", "floor": "bench_webhook_cpu_floor"}
+
+
+def _plain_url(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+def _with_database(url: str, name: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+async def _prepare(server_url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_plain_url(server_url))
+    try:
+        for name in SCRATCH.values():
+            await conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    floor = await asyncpg.connect(_plain_url(_with_database(server_url, SCRATCH["floor"])))
+    try:
+        await floor.execute(
+            "CREATE TABLE orders (id uuid PRIMARY KEY, status text NOT NULL, amount bigint NOT NULL,"
+            " updated_at timestamptz NOT NULL DEFAULT now());"
+            " INSERT INTO orders SELECT md5(i::text)::uuid, 'created', i + 100, now()"
+            " FROM generate_series(1, 100000) AS i"
+        )
+        await floor.execute("VACUUM ANALYZE orders")
+    finally:
+        await floor.close()
+
+
+def _migrate(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=ROOT, env=env, check=True)
+
+
+def _fixture(floor_dir: Path, out: Path, count: int, key: Path | None, sessions: Path | None) -> Path:
+    cmd = [sys.executable, str(floor_dir / "make_webhook_fixture.py"), "--out", str(out)]
+    cmd += ["--count", str(count)]
+    if key is not None:
+        cmd += ["--key", str(key)]
+    if sessions is not None:
+        cmd += ["--ids", str(sessions), "--key-id", APP_ID]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return out / "requests.tsv"
+
+
+# --- one side, in its own process -------------------------------------------------------------
+
+
+def _scope(fields: list[str]) -> tuple[dict[str, Any], bytes]:
+    date, digest, request_id, signature, body = fields
+    raw = body.encode()
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"application/x-www-form-urlencoded"),
+        (b"content-length", str(len(raw)).encode()),
+        (b"date", date.encode()),
+        (b"digest", digest.encode()),
+        (b"x-request-id", request_id.encode()),
+        (b"signature", signature.encode()),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhook",
+        "raw_path": b"/webhook",
+        "root_path": "",
+        "query_string": b"",
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+        "headers": headers,
+    }
+    return scope, raw
+
+
+def run_side(side: str, fixture: Path, deliveries: int, concurrency: int, rounds: int) -> None:
+    """Runs in a child process: prints one JSON line per round."""
+    rsa_seconds: list[float] = []
+    if side == "project":
+        sys.path.insert(0, str(ROOT))
+        from app.main import create_app
+        from app.providers.fintecture import webhooks
+
+        app: Any = create_app()
+        decrypt = webhooks.decrypt_webhook_signature  # type: ignore[attr-defined]
+
+        def timed_decrypt(*args: Any) -> Any:
+            started = time.process_time()
+            try:
+                return decrypt(*args)
+            finally:
+                rsa_seconds.append(time.process_time() - started)
+
+        webhooks.decrypt_webhook_signature = timed_decrypt  # type: ignore[attr-defined,assignment]
+    else:
+        import floor_webhook  # type: ignore[import-not-found]
+
+        app = floor_webhook.app
+        floor_decrypt = floor_webhook._decrypt
+
+        def timed_floor_decrypt(*args: Any) -> Any:
+            started = time.process_time()
+            try:
+                return floor_decrypt(*args)
+            finally:
+                rsa_seconds.append(time.process_time() - started)
+
+        floor_webhook._decrypt = timed_floor_decrypt
+
+    lines = [line.rstrip("\n").split("\t") for line in fixture.open()]
+    statuses: dict[int, int] = {}
+
+    async def one(fields: list[str]) -> None:
+        scope, body = _scope(fields)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+
+        await app(scope, receive, send)
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            pending = iter(lines)
+            for _ in range(200):  # warm up: connections, statement caches
+                await one(next(pending))
+            for _ in range(rounds):
+                batch = [next(pending) for _ in range(deliveries)]
+                lanes = [batch[k::concurrency] for k in range(concurrency)]
+
+                async def lane(items: list[list[str]]) -> None:
+                    for fields in items:
+                        await one(fields)
+
+                rsa_seconds.clear()
+                statuses.clear()
+                started = time.process_time()
+                await asyncio.gather(*(lane(items) for items in lanes))
+                cpu = time.process_time() - started
+                print(
+                    json.dumps(
+                        {
+                            "cpu_us": cpu / deliveries * 1e6,
+                            "rsa_us": sum(rsa_seconds) / max(len(rsa_seconds), 1) * 1e6,
+                            "statuses": statuses,
+                        }
+                    ),
+                    flush=True,
+                )
+
+    import uvloop
+
+    uvloop.run(main())
+
+
+# --- the driver ------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--floor-dir", type=Path, default=ROOT.parent / "shared" / "bench")
+    parser.add_argument("--deliveries", type=int, default=3000, help="deliveries per round")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per process")
+    parser.add_argument("--repeat", type=int, default=3, help="processes per side, alternating")
+    parser.add_argument("--side", choices=("project", "floor"), help=argparse.SUPPRESS)
+    parser.add_argument("--fixture", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        run_side(args.side, args.fixture, args.deliveries, args.concurrency, args.rounds)
+        return 0
+
+    server_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    server_url = server_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    work = Path(tempfile.mkdtemp(prefix="bench-webhook-cpu-"))
+    key_fixture = work / "key"
+    _fixture(args.floor_dir, key_fixture, 1, None, None)
+    key_file = key_fixture / "merchant_private.pem"
+    sessions = work / "sessions.txt"
+    sessions.write_text("\n".join(uuid.uuid4().hex for _ in range(200)))
+    project_env = {
+        **os.environ,
+        "DATABASE_URL": _with_database(server_url, SCRATCH["project"]),
+        "ADMIN_API_KEY": "bench-" + uuid.uuid4().hex,
+        "PUBLIC_URL": "http://127.0.0.1:9",
+        "STOREFRONT_URL": "http://127.0.0.1:9/",
+        "FINTECTURE_APP_ID": APP_ID,
+        "FINTECTURE_APP_SECRET": uuid.uuid4().hex,
+        "FINTECTURE_PRIVATE_KEY": key_file.read_text(),
+        "FINTECTURE_API_URL": "http://127.0.0.1:9",
+        "WORKERS_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_ENABLED": "false",
+    }
+    floor_env = {
+        **os.environ,
+        "PG_DSN": _plain_url(_with_database(server_url, SCRATCH["floor"])),
+        "MERCHANT_KEY": str(key_file),
+        "PYTHONPATH": str(args.floor_dir),
+    }
+    asyncio.run(_prepare(server_url))
+    _migrate(project_env)
+    count = args.deliveries * args.rounds + 200
+    results: dict[str, list[dict[str, Any]]] = {"project": [], "floor": []}
+    for _ in range(args.repeat):
+        for side in ("project", "floor"):
+            # Made just before each run: the deliveries' Date must be within the 5-minute window.
+            fixture = _fixture(
+                args.floor_dir, work / side, count, key_file, sessions if side == "project" else None
+            )
+            cmd = [sys.executable, __file__, "--side", side, "--fixture", str(fixture)]
+            cmd += ["--deliveries", str(args.deliveries), "--concurrency", str(args.concurrency)]
+            cmd += ["--rounds", str(args.rounds)]
+            out = subprocess.run(
+                cmd, env=project_env if side == "project" else floor_env, capture_output=True, text=True
+            )
+            if out.returncode != 0:
+                print(out.stderr, file=sys.stderr)
+                return 1
+            for line in out.stdout.splitlines():
+                if line.startswith("{"):
+                    result = json.loads(line)
+                    if set(result["statuses"]) != {"200"}:
+                        print(f"{side}: unexpected statuses {result['statuses']}", file=sys.stderr)
+                        return 1
+                    results[side].append(result)
+    print(
+        f"{args.deliveries} deliveries per round, {args.concurrency} at a time, in-process; "
+        "CPU per delivery (µs), median (min-max)"
+    )
+    print(f"{'side':<9}{'all':>22}{'RSA-OAEP':>22}{'the rest':>22}")
+    rest: dict[str, list[float]] = {}
+    for side, rows in results.items():
+        total = [r["cpu_us"] for r in rows]
+        rsa = [r["rsa_us"] for r in rows]
+        rest[side] = [r["cpu_us"] - r["rsa_us"] for r in rows]
+
+        def cell(values: list[float]) -> str:
+            return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+        print(f"{side:<9}{cell(total):>22}{cell(rsa):>22}{cell(rest[side]):>22}")
+    print(
+        "the rest, project minus floor (medians): "
+        f"{statistics.median(rest['project']) - statistics.median(rest['floor']):.0f} µs per delivery"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
