@@ -116,14 +116,8 @@ def _scope(fields: list[str]) -> tuple[dict[str, Any], bytes]:
 def run_side(side: str, fixture: Path, deliveries: int, concurrency: int, rounds: int) -> None:
     """Runs in a child process: prints one JSON line per round."""
     rsa_seconds: list[float] = []
-    if side == "project":
-        sys.path.insert(0, str(ROOT))
-        from app.main import create_app
-        from app.providers.fintecture import webhooks
 
-        app: Any = create_app()
-        decrypt = webhooks.decrypt_webhook_signature  # type: ignore[attr-defined]
-
+    def timed(decrypt: Any) -> Any:
         def timed_decrypt(*args: Any) -> Any:
             started = time.process_time()
             try:
@@ -131,21 +125,20 @@ def run_side(side: str, fixture: Path, deliveries: int, concurrency: int, rounds
             finally:
                 rsa_seconds.append(time.process_time() - started)
 
-        webhooks.decrypt_webhook_signature = timed_decrypt  # type: ignore[attr-defined,assignment]
+        return timed_decrypt
+
+    if side == "project":
+        sys.path.insert(0, str(ROOT))
+        from app.main import create_app
+        from app.providers.fintecture import webhooks
+
+        app: Any = create_app()
+        webhooks.decrypt_webhook_signature = timed(webhooks.decrypt_webhook_signature)  # type: ignore[attr-defined]
     else:
         import floor_webhook  # type: ignore[import-not-found]
 
         app = floor_webhook.app
-        floor_decrypt = floor_webhook._decrypt
-
-        def timed_floor_decrypt(*args: Any) -> Any:
-            started = time.process_time()
-            try:
-                return floor_decrypt(*args)
-            finally:
-                rsa_seconds.append(time.process_time() - started)
-
-        floor_webhook._decrypt = timed_floor_decrypt
+        floor_webhook._decrypt = timed(floor_webhook._decrypt)
 
     lines = [line.rstrip("\n").split("\t") for line in fixture.open()]
     statuses: dict[int, int] = {}
