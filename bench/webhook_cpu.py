@@ -4,11 +4,12 @@ side runs per delivery.
 
 Each side is driven as an ASGI app in a process of its own (no server, no sockets to the client):
 `--concurrency` tasks send `--deliveries` signed deliveries per round through it, against scratch
-databases on `DATABASE_URL`'s server, and the process's CPU (user + system) per delivery is printed,
-with the RSA-OAEP decryption's share timed apart (it is the same operation on both sides). Sides
-alternate; each round uses fresh deliveries (made by the floor's make_webhook_fixture.py, one key for
-both). The floor runs from `--floor-dir`, never copied here. The project side runs with the inbox
-workers off, so that it measures intake alone, as the suite's `--inbox-workers off` does.
+databases on `DATABASE_URL`'s server (dropped at the end), and the process's CPU (user + system) per
+delivery is printed, with the RSA-OAEP decryption's share timed apart (it is the same operation on
+both sides). Sides alternate; each round uses fresh deliveries (made by the floor's
+make_webhook_fixture.py, one key for both). The floor runs from `--floor-dir`, never copied here.
+The project side runs with the inbox workers off, so that it measures intake alone, as the suite's
+`--inbox-workers off` does.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/webhook_cpu.py \\
         [--floor-dir ../shared/bench] [--deliveries 3000] [--concurrency 16] [--rounds 3] [--repeat 3]
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,6 +65,17 @@ async def _prepare(server_url: str) -> None:
         await floor.execute("VACUUM ANALYZE orders")
     finally:
         await floor.close()
+
+
+async def _drop_scratch(server_url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_plain_url(server_url))
+    try:
+        for name in SCRATCH.values():
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
 
 
 def _migrate(env: dict[str, str]) -> None:
@@ -192,6 +205,42 @@ def run_side(side: str, fixture: Path, deliveries: int, concurrency: int, rounds
 # --- the driver ------------------------------------------------------------------------------
 
 
+def _run_sides(
+    args: argparse.Namespace,
+    work: Path,
+    key_file: Path,
+    sessions: Path,
+    project_env: dict[str, str],
+    floor_env: dict[str, str],
+) -> dict[str, list[dict[str, Any]]] | None:
+    """Each side `--repeat` times, alternating; None when a side failed (said on stderr)."""
+    count = args.deliveries * args.rounds + 200
+    results: dict[str, list[dict[str, Any]]] = {"project": [], "floor": []}
+    for _ in range(args.repeat):
+        for side in ("project", "floor"):
+            # Made just before each run: the deliveries' Date must be within the 5-minute window.
+            fixture = _fixture(
+                args.floor_dir, work / side, count, key_file, sessions if side == "project" else None
+            )
+            cmd = [sys.executable, __file__, "--side", side, "--fixture", str(fixture)]
+            cmd += ["--deliveries", str(args.deliveries), "--concurrency", str(args.concurrency)]
+            cmd += ["--rounds", str(args.rounds)]
+            out = subprocess.run(
+                cmd, env=project_env if side == "project" else floor_env, capture_output=True, text=True
+            )
+            if out.returncode != 0:
+                print(out.stderr, file=sys.stderr)
+                return None
+            for line in out.stdout.splitlines():
+                if line.startswith("{"):
+                    result = json.loads(line)
+                    if set(result["statuses"]) != {"200"}:
+                        print(f"{side}: unexpected statuses {result['statuses']}", file=sys.stderr)
+                        return None
+                    results[side].append(result)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -237,31 +286,14 @@ def main() -> int:
         "PYTHONPATH": str(args.floor_dir),
     }
     asyncio.run(_prepare(server_url))
-    _migrate(project_env)
-    count = args.deliveries * args.rounds + 200
-    results: dict[str, list[dict[str, Any]]] = {"project": [], "floor": []}
-    for _ in range(args.repeat):
-        for side in ("project", "floor"):
-            # Made just before each run: the deliveries' Date must be within the 5-minute window.
-            fixture = _fixture(
-                args.floor_dir, work / side, count, key_file, sessions if side == "project" else None
-            )
-            cmd = [sys.executable, __file__, "--side", side, "--fixture", str(fixture)]
-            cmd += ["--deliveries", str(args.deliveries), "--concurrency", str(args.concurrency)]
-            cmd += ["--rounds", str(args.rounds)]
-            out = subprocess.run(
-                cmd, env=project_env if side == "project" else floor_env, capture_output=True, text=True
-            )
-            if out.returncode != 0:
-                print(out.stderr, file=sys.stderr)
-                return 1
-            for line in out.stdout.splitlines():
-                if line.startswith("{"):
-                    result = json.loads(line)
-                    if set(result["statuses"]) != {"200"}:
-                        print(f"{side}: unexpected statuses {result['statuses']}", file=sys.stderr)
-                        return 1
-                    results[side].append(result)
+    try:
+        _migrate(project_env)
+        results = _run_sides(args, work, key_file, sessions, project_env, floor_env)
+    finally:
+        asyncio.run(_drop_scratch(server_url))
+        shutil.rmtree(work, ignore_errors=True)
+    if results is None:
+        return 1
     print(
         f"{args.deliveries} deliveries per round, {args.concurrency} at a time, in-process; "
         "CPU per delivery (µs), median (min-max)"
