@@ -23,9 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
 from app.errors import ApiError, error_response
-from app.payments import inbox, intake
+from app.payments import inbox, intake, service
 from app.payments.schemas import WebhookAck
-from app.payments.service import utcnow
 from app.providers.base import Provider, WebhookMalformed, WebhookRejected, WebhookRequest
 from app.providers.registry import LEGACY_WEBHOOK_PROVIDER
 
@@ -42,7 +41,7 @@ async def receive(state: Any, provider: Provider, request: WebhookRequest) -> by
     acknowledgement's body. No ORM session: the insert is the whole unit of work, and the worker
     does the rest. Raises ApiError (400, 401) for a delivery that is refused, with nothing written."""
     try:
-        hint = provider.verify_webhook(request, utcnow())
+        hint = provider.verify_webhook(request, service.utcnow())
         intake.check_storable(hint)
     except WebhookMalformed as exc:
         metrics.webhook_received(provider.name, "rejected", "invalid_webhook")

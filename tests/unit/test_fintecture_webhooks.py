@@ -152,6 +152,7 @@ def test_the_date_reads_as_the_general_rfc2822_parser_reads_it() -> None:
         "Thu, 3 Dec 2026 08:50:49 GMT",
         "3 Dec 2026 08:50:49 +0100",
         "Thu, 03 Dec 2026 08:50:49 -0000",
+        "Thu, 03 Dec 0026 08:50:49 GMT",  # the general parser's year 2026
     ):
         general = parsedate_to_datetime(other)
         assert _parse_http_date(other) == (general if general.tzinfo else general.replace(tzinfo=UTC))

@@ -51,10 +51,11 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 # The IMF-fixdate every sender writes (`Thu, 03 Dec 2026 08:50:49 GMT`), read without the general
-# parser; anything else, an impossible date included, goes to `parsedate_to_datetime`.
+# parser; anything else, an impossible date included, goes to `parsedate_to_datetime` (which
+# reads a year below 100 as 19xx or 20xx: a year written with a leading 0 is left to it too).
 _IMF_FIXDATE = re.compile(
     r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
-    r"(\d{4}) (\d\d):(\d\d):(\d\d) GMT",
+    r"([1-9]\d{3}) (\d\d):(\d\d):(\d\d) GMT",
     re.ASCII,
 )
 _MONTHS = {
