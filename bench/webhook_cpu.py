@@ -36,25 +36,13 @@ APP_ID = "bench-webhook-cpu"
 SCRATCH = {"project": "bench_webhook_cpu_project", "floor": "bench_webhook_cpu_floor"}
 
 
-def _plain_url(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
-def _with_database(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
 async def _prepare(server_url: str) -> None:
-    import asyncpg
+    """The two scratch databases, new; the floor's with its README's 100,000-row table."""
+    from inbox_burst import pg_connect, scratch_database
 
-    conn = await asyncpg.connect(_plain_url(server_url))
-    try:
-        for name in SCRATCH.values():
-            await conn.execute(f"DROP DATABASE IF EXISTS {name}")
-            await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    floor = await asyncpg.connect(_plain_url(_with_database(server_url, SCRATCH["floor"])))
+    for name in SCRATCH.values():
+        await scratch_database(server_url, name)
+    floor = await pg_connect(server_url, SCRATCH["floor"])
     try:
         await floor.execute(
             "CREATE TABLE orders (id uuid PRIMARY KEY, status text NOT NULL, amount bigint NOT NULL,"
@@ -68,14 +56,10 @@ async def _prepare(server_url: str) -> None:
 
 
 async def _drop_scratch(server_url: str) -> None:
-    import asyncpg
+    from inbox_burst import scratch_database
 
-    conn = await asyncpg.connect(_plain_url(server_url))
-    try:
-        for name in SCRATCH.values():
-            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    for name in SCRATCH.values():
+        await scratch_database(server_url, name, drop=True)
 
 
 def _migrate(env: dict[str, str]) -> None:
@@ -257,8 +241,14 @@ def main() -> int:
         run_side(args.side, args.fixture, args.deliveries, args.concurrency, args.rounds)
         return 0
 
-    server_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    server_url = server_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    # Imported here, not at the top, so that a side's process loads nothing but what it measures.
+    sys.path.insert(0, str(ROOT))
+    from app.config import normalise_database_url
+    from app.devdb import with_database
+
+    server_url = normalise_database_url(
+        os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
     work = Path(tempfile.mkdtemp(prefix="bench-webhook-cpu-"))
     key_fixture = work / "key"
     _fixture(args.floor_dir, key_fixture, 1, None, None)
@@ -267,7 +257,7 @@ def main() -> int:
     sessions.write_text("\n".join(uuid.uuid4().hex for _ in range(200)))
     project_env = {
         **os.environ,
-        "DATABASE_URL": _with_database(server_url, SCRATCH["project"]),
+        "DATABASE_URL": with_database(server_url, SCRATCH["project"]),
         "ADMIN_API_KEY": "bench-" + uuid.uuid4().hex,
         "PUBLIC_URL": "http://127.0.0.1:9",
         "STOREFRONT_URL": "http://127.0.0.1:9/",
@@ -281,7 +271,9 @@ def main() -> int:
     }
     floor_env = {
         **os.environ,
-        "PG_DSN": _plain_url(_with_database(server_url, SCRATCH["floor"])),
+        "PG_DSN": with_database(server_url, SCRATCH["floor"]).replace(
+            "postgresql+asyncpg://", "postgresql://"
+        ),
         "MERCHANT_KEY": str(key_file),
         "PYTHONPATH": str(args.floor_dir),
     }
