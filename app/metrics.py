@@ -255,6 +255,11 @@ def provider_call(provider: str, method: str, path: str, outcome: str, elapsed: 
 # --- webhooks and the sweeper ---------------------------------------------------------------------
 
 
+# Label children per (provider, verdict, reason), as RequestRecorder keeps its own: one look-up per
+# delivery instead of prometheus_client's label validation.
+_webhook_children: dict[tuple[str, str, str], Any] = {}
+
+
 def webhook_received(provider: str, verdict: str, reason: str = "") -> None:
     """A delivery's verdict: `accepted` (stored), `duplicate` (stored before), or `rejected` with the
     error code it was answered with (`invalid_signature`, `invalid_webhook`)."""
@@ -263,11 +268,6 @@ def webhook_received(provider: str, verdict: str, reason: str = "") -> None:
     if child is None:
         child = _webhook_children[key] = WEBHOOKS.labels(provider, verdict, reason)
     child.inc()
-
-
-# Label children per (provider, verdict, reason), as RequestRecorder keeps its own: one look-up per
-# delivery instead of prometheus_client's label validation.
-_webhook_children: dict[tuple[str, str, str], Any] = {}
 
 
 def sweep_finished(*, sessions: int, refunds: int, payouts: int, errors: int) -> None:
