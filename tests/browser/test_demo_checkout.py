@@ -8,6 +8,7 @@ it through `executable_path` and never downloads a browser of its own.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -191,13 +192,29 @@ async def _basket(page: Any, demo: Demo, quantities: list[int]) -> None:
 
 
 async def _place_order(page: Any) -> dict[str, Any]:
-    """Press Pay by bank; the order the API created (as the page received it)."""
-    async with page.expect_response(
-        lambda r: r.url.endswith("/orders") and r.request.method == "POST"
-    ) as info:
+    """Press Pay by bank; the order the API created (as the page received it).
+
+    The answer is read as it passes to the page: the page leaves for the bank at once, and a
+    browser forgets the body of a response whose page has gone.
+    """
+    created: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+
+    async def pass_through(route: Any) -> None:
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        answer = await route.fetch()
+        order = await answer.json()
+        await route.fulfill(response=answer)
+        if not created.done():
+            created.set_result(order)
+
+    await page.route("**/orders", pass_through)
+    try:
         await page.click("#pay")
-    order: dict[str, Any] = await (await info.value).json()
-    return order
+        return await asyncio.wait_for(created, timeout=30)
+    finally:
+        await page.unroute("**/orders", pass_through)
 
 
 async def _status_text(page: Any) -> str:
