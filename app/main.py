@@ -18,6 +18,7 @@ from app.edge import EdgeMiddleware
 from app.errors import install_error_handlers
 from app.events.dispatcher import OutboxDispatcher
 from app.events.routes import router as events_router
+from app.orders.create_route import OrderCreateRoute
 from app.orders.routes import router as orders_router
 from app.payments.routes import router as payments_router
 from app.payments.webhooks import WebhookRoute
@@ -99,6 +100,9 @@ def create_app(
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter.from_settings(settings)
     install_error_handlers(app)
+    # A plain POST /orders is answered here, inside CORS (so added before it) and before FastAPI's
+    # routing (app/orders/create_route.py): it is the storefront's busiest request.
+    app.add_middleware(OrderCreateRoute)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

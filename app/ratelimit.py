@@ -96,21 +96,27 @@ class RateLimiter:
         return None
 
 
+async def enforce_limit(request: Request, name: Limit) -> None:
+    """Count the request against `name`: 429 `too_many_requests` with Retry-After (an
+    HTTPException) once its client is over the limit. The operator key is never counted."""
+    limiter: RateLimiter | None = request.app.state.rate_limiter
+    if limiter is None or is_admin(bearer_token(request), request.app.state.settings):
+        return
+    client = request.client.host if request.client else "unknown"
+    wait = await limiter.retry_after(name, client)
+    if wait is not None:
+        raise HTTPException(
+            429,
+            f"too many requests from this client; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+
+
 def rate_limited(name: Limit) -> Any:
     """A route dependency: 429 `too_many_requests` with Retry-After once the client is over `name`."""
 
     async def check(request: Request) -> None:
-        limiter: RateLimiter | None = request.app.state.rate_limiter
-        if limiter is None or is_admin(bearer_token(request), request.app.state.settings):
-            return
-        client = request.client.host if request.client else "unknown"
-        wait = await limiter.retry_after(name, client)
-        if wait is not None:
-            raise HTTPException(
-                429,
-                f"too many requests from this client; retry in {wait} s",
-                headers={"Retry-After": str(wait)},
-            )
+        await enforce_limit(request, name)
 
     dependency: Callable[[Request], Coroutine[Any, Any, None]] = check
     return Depends(dependency)

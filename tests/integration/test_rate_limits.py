@@ -84,6 +84,23 @@ async def test_order_creation_past_the_limit_is_429_and_writes_nothing(
         assert await _orders(sessionmaker) == 2
 
 
+async def test_a_refused_order_counts_once_and_one_that_is_not_json_not_at_all(
+    limited_client: ClientFactory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with limited_client() as client:
+        await put_product(client, ADMIN, "beans", 1250)
+        json_header = {"Content-Type": "application/json"}
+        for _ in range(3):  # refused before the limit is looked at, as FastAPI reads a body
+            not_json = await client.post("/orders", content=b'{"items": [', headers=json_header)
+            assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "malformed_json"
+        invalid = await client.post("/orders", json=order_body([("beans", 0)]))
+        assert invalid.status_code == 422 and invalid.json()["error"]["code"] == "validation_error"
+        assert (await client.post("/orders", json=order_body([("beans", 1)]))).status_code == 201
+        assert_limited(await client.post("/orders", json=order_body([("beans", 1)])))
+        assert_limited(await client.post("/orders", json=order_body([("beans", 0)])))
+        assert await _orders(sessionmaker) == 1
+
+
 async def test_each_client_has_its_own_counter(limited_client: ClientFactory) -> None:
     async with limited_client() as first:
         await put_product(first, ADMIN, "beans", 1250)

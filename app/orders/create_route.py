@@ -1,0 +1,133 @@
+"""`POST /orders` without an `Idempotency-Key`, answered just inside CORS, before FastAPI's routing.
+
+Placing an order is the storefront's busiest request. FastAPI's handling around the route (matching
+it among every route, the request object, solving its dependencies, its exception layers) cost
+about a third of the request's CPU inside the process, more than the order's own statement. This
+layer answers the plain case itself, through the same `service.create_order`, and passes every other
+request on to the route in app/orders/routes.py, which stays the OpenAPI description:
+
+- a request with an `Idempotency-Key` (its replay and conflict rules live in the route);
+- a `Content-Type` other than exactly `application/json`;
+- a body that is not JSON or not a valid order: FastAPI then answers it (400 `malformed_json`,
+  422 `validation_error`) as it always has, from the same bytes.
+
+The order of checks is FastAPI's: a body that is not JSON is refused before the rate limit counts
+the request; a valid one is counted, then priced. A request is counted once whichever way it goes.
+Answers keep the edge's request id, security headers, access line, metrics and body limit, and
+CORS's headers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import HTTPException, Request
+from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import ApiError, error_response, http_error_response
+from app.orders import service
+from app.orders.schemas import OrderCreate
+from app.ratelimit import Limit, enforce_limit
+
+PATH = "/orders"
+_JSON = b"application/json"
+
+
+def _plain_json_order(scope: Scope) -> bool:
+    """A POST to /orders with a JSON body and no Idempotency-Key."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return False
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if path != PATH:
+        return False
+    content_type = None
+    for name, value in scope["headers"]:
+        if name == b"idempotency-key":
+            return False
+        if name == b"content-type":
+            if content_type is not None:
+                return False  # two of them: FastAPI's reading decides
+            content_type = value
+    return content_type == _JSON
+
+
+class OrderCreateRoute:
+    """Answers a plain `POST /orders`; passes everything else on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._route: Any = None  # the FastAPI route, named by the metrics and the access line
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _plain_json_order(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client hung up before sending the order: nothing to do
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        order = _valid_order(body)
+        if order is None:
+            await self.app(scope, _replaying(body, receive), send)
+            return
+        await self._create(scope, receive, send, order)
+
+    async def _create(self, scope: Scope, receive: Receive, send: Send, order: OrderCreate) -> None:
+        app = scope["app"]
+        if self._route is None:
+            self._route = next(
+                route
+                for route in app.router.routes
+                if getattr(route, "path", None) == PATH and "POST" in getattr(route, "methods", ())
+            )
+        scope["route"] = self._route
+        state = app.state
+        try:
+            if state.rate_limiter is not None:
+                await enforce_limit(Request(scope), Limit.ORDER_CREATE)
+            created = await service.create_order(
+                state.engine, order, max_line_quantity=state.settings.max_line_quantity
+            )
+        except HTTPException as exc:
+            await http_error_response(exc)(scope, receive, send)
+            return
+        except ApiError as exc:
+            await error_response(exc.status_code, exc.code, exc.message, exc.details)(scope, receive, send)
+            return
+        answer = created.model_dump_json().encode()
+        headers = [(b"content-length", str(len(answer)).encode()), (b"content-type", _JSON)]
+        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+
+def _valid_order(body: bytes) -> OrderCreate | None:
+    """The order in `body`, read as FastAPI reads a JSON body (json.loads, then the model); None
+    when either refuses it, for FastAPI to answer."""
+    try:
+        return OrderCreate.model_validate(json.loads(body))
+    except (ValueError, ValidationError, RecursionError):
+        return None
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the route behind, which reads the body this layer has already taken."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
