@@ -26,6 +26,7 @@ from fastapi import HTTPException, Request
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.edge import api_route, read_body, route_path
 from app.errors import ApiError, error_response, http_error_response
 from app.orders import service
 from app.orders.schemas import OrderCreate
@@ -39,11 +40,7 @@ def _plain_json_order(scope: Scope) -> bool:
     """A POST to /orders with a JSON body and no Idempotency-Key."""
     if scope["type"] != "http" or scope["method"] != "POST":
         return False
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    if path != PATH:
+    if route_path(scope) != PATH:
         return False
     content_type = None
     for name, value in scope["headers"]:
@@ -61,21 +58,15 @@ class OrderCreateRoute:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._route: Any = None  # the FastAPI route, named by the metrics and the access line
+        self._route: Any = None  # found on first use: routes are added after middlewares
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _plain_json_order(scope):
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client hung up before sending the order: nothing to do
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:
+            return  # the client hung up before sending the order: nothing to do
         order = _valid_order(body)
         if order is None:
             await self.app(scope, _replaying(body, receive), send)
@@ -85,11 +76,7 @@ class OrderCreateRoute:
     async def _create(self, scope: Scope, receive: Receive, send: Send, order: OrderCreate) -> None:
         app = scope["app"]
         if self._route is None:
-            self._route = next(
-                route
-                for route in app.router.routes
-                if getattr(route, "path", None) == PATH and "POST" in getattr(route, "methods", ())
-            )
+            self._route = api_route(app, PATH, "POST")
         scope["route"] = self._route
         state = app.state
         try:

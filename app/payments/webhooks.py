@@ -22,6 +22,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
+from app.edge import api_route, read_body, route_path
 from app.errors import ApiError, error_response
 from app.payments import inbox, intake, service
 from app.payments.schemas import WebhookAck
@@ -56,24 +57,17 @@ async def receive(state: Any, provider: Provider, request: WebhookRequest) -> by
     return ACK_STORED if stored else ACK_DUPLICATE
 
 
-def _route_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
 class WebhookRoute:
     """Answers a `POST` to an enabled provider's webhook path; passes everything else on."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # The FastAPI routes by path, found on first use (routes are added after middlewares):
-        # the metrics and the access line name the route template, as for any route.
-        self._routes: dict[str | None, Any] | None = None
+        # The FastAPI routes by template, found on first use (routes are added after middlewares).
+        self._routes: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive_: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            path = _route_path(scope)
+            path = route_path(scope)
             if path == LEGACY_PATH:
                 name = LEGACY_WEBHOOK_PROVIDER
             elif path.startswith(PATH_PREFIX):
@@ -92,19 +86,11 @@ class WebhookRoute:
         self, app: Any, provider: Provider, path: str, scope: Scope, receive_: Receive, send: Send
     ) -> None:
         scope["route"] = self._route_for(app, path)
-        chunks = []
-        while True:
-            message = await receive_()
-            if message["type"] == "http.disconnect":
-                return  # the provider hung up before sending it all: nothing to verify or store
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        raw_body = await read_body(receive_)
+        if raw_body is None:
+            return  # the provider hung up before sending it all: nothing to verify or store
         request = WebhookRequest(
-            method="POST",
-            path=scope["path"],
-            headers=Headers(scope=scope),
-            raw_body=chunks[0] if len(chunks) == 1 else b"".join(chunks),
+            method="POST", path=scope["path"], headers=Headers(scope=scope), raw_body=raw_body
         )
         try:
             body = await receive(app.state, provider, request)
@@ -116,7 +102,7 @@ class WebhookRoute:
         await send({"type": "http.response.body", "body": body})
 
     def _route_for(self, app: Any, path: str) -> Any:
-        if self._routes is None:
-            self._routes = {getattr(route, "path", None): route for route in app.router.routes}
         template = LEGACY_PATH if path == LEGACY_PATH else PATH_PREFIX + "{provider}"
-        return self._routes.get(template)
+        if template not in self._routes:
+            self._routes[template] = api_route(app, template, "POST")
+        return self._routes[template]
