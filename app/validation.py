@@ -154,6 +154,9 @@ def load_json_object(text: str, *, max_depth: int = MAX_JSON_DEPTH) -> dict[str,
     return parsed
 
 
+_UNSTORABLE_TEXT = "JSON contains NUL or an unpaired surrogate"
+
+
 def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
     """Why `value` (parsed JSON, or a dict of form fields) cannot be stored as JSONB; None when it can.
 
@@ -167,13 +170,13 @@ def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
         except TypeError:
             pass  # a value that is not a string (or a key that is not): walk it
         else:
-            return "JSON contains NUL or an unpaired surrogate" if _UNSTORABLE_IN_JSON.search(flat) else None
+            return _UNSTORABLE_TEXT if _UNSTORABLE_IN_JSON.search(flat) else None
     pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
         if isinstance(item, str):
             if _UNSTORABLE_IN_JSON.search(item):
-                return "JSON contains NUL or an unpaired surrogate"
+                return _UNSTORABLE_TEXT
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return "JSON contains a number out of range"
@@ -183,7 +186,7 @@ def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
             if isinstance(item, dict):
                 for key, child in item.items():
                     if not isinstance(key, str) or _UNSTORABLE_IN_JSON.search(key):
-                        return "JSON contains NUL or an unpaired surrogate"
+                        return _UNSTORABLE_TEXT
                     pending.append((child, depth + 1))
             else:
                 pending.extend((child, depth + 1) for child in item)
