@@ -264,17 +264,33 @@ async def get_order_for_bearer(
     return order
 
 
-async def authorize_order(
-    engine: AsyncEngine, order_id: str, bearer: str | None, settings: Settings
-) -> uuid.UUID:
-    """The order's id, if `bearer` is its access token or the operator key; NotFound otherwise, in
-    the same cases as `get_order_for_bearer`. For a route that needs the right to act on the order
-    and not the order itself: one autocommitted read of its token hash, no transaction."""
+@dataclass(frozen=True, slots=True)
+class OrderAccess:
+    """A request's claim on an order, before any read: the order's id and the hash of the bearer's
+    access token, or None when the bearer is the operator key (which may act on any order)."""
+
+    order_id: uuid.UUID
+    token_hash: str | None
+
+
+def order_access(order_id: str, bearer: str | None, settings: Settings) -> OrderAccess:
+    """The claim `bearer` makes on `order_id`; NotFound for a malformed id or no bearer, as for a
+    wrong one, so that an id alone reveals nothing. Whether it holds is for the database to say
+    (`authorize_order`, or a statement that checks the hash itself)."""
     parsed, token = _order_and_bearer(order_id, bearer)
+    return OrderAccess(parsed, None if is_admin(token, settings) else hash_access_token(token))
+
+
+async def authorize_order(engine: AsyncEngine, access: OrderAccess) -> None:
+    """NotFound unless the order exists and `access` holds on it, in the same cases as
+    `get_order_for_bearer`. For a route that needs the right to act on the order and not the order
+    itself: one autocommitted read of its token hash, no transaction."""
     async with driver_connection(engine) as conn:
-        stored_hash = await repository.access_token_hash(conn, parsed)
-    _check_bearer(token, stored_hash, settings)
-    return parsed
+        stored_hash = await repository.access_token_hash(conn, access.order_id)
+    if stored_hash is None:
+        raise NotFound("order")
+    if access.token_hash is not None and not secrets_match(access.token_hash, stored_hash):
+        raise NotFound("order")
 
 
 def _order_and_bearer(order_id: str, bearer: str | None) -> tuple[uuid.UUID, str]:

@@ -28,6 +28,8 @@ FINAL = frozenset({OrderStatus.PAID, OrderStatus.CANCELLED, OrderStatus.REFUNDED
 
 # States from which the shopper may open a new payment session.
 RETRYABLE = frozenset({OrderStatus.PENDING, OrderStatus.FAILED, OrderStatus.EXPIRED})
+# States in which a payment session may be opened or handed back (a double click, a return to it).
+PAYABLE = RETRYABLE | {OrderStatus.AWAITING_PAYMENT}
 
 # Forward-only rank for payment progress, used to spot a provider regressing after payment.
 # ALLOWED below is the authority on moves: it goes up in rank except for three moves back,

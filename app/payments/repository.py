@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,14 +48,12 @@ async def lock_session(db: AsyncSession, session_id: uuid.UUID) -> PaymentSessio
     ).scalar_one()
 
 
-# --- opening a payment session: written for the driver -------------------------------------------
-# Opening a session is on every checkout's path: its order is locked and read by one statement on
-# the pool's asyncpg connection, inside the writer's short transaction (see payments.service).
+# --- opening a payment session ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class LockedOrder:
-    """The order a session is being opened for, read under its row lock."""
+    """The order a session is being opened for, read under its row lock (`writer.reserve_session`)."""
 
     id: uuid.UUID
     status: OrderStatus
@@ -68,33 +65,6 @@ class LockedOrder:
     customer_phone: str | None
     customer_company: str | None
     customer_address: dict[str, Any] | None
-
-
-_LOCK_ORDER_SQL = """
-SELECT status, reference, total_amount, currency, customer_name, customer_email, customer_phone,
-       customer_company, customer_address
-FROM orders WHERE id = $1 FOR UPDATE
-"""
-
-
-async def lock_order_row(conn: Any, order_id: uuid.UUID) -> LockedOrder | None:
-    """The order, locked until the caller's transaction on the driver connection `conn` ends."""
-    row = await conn.fetchrow(_LOCK_ORDER_SQL, order_id)
-    if row is None:
-        return None
-    address = row["customer_address"]
-    return LockedOrder(
-        order_id,
-        OrderStatus(row["status"]),
-        row["reference"],
-        row["total_amount"],
-        row["currency"],
-        row["customer_name"],
-        row["customer_email"],
-        row["customer_phone"],
-        row["customer_company"],
-        json.loads(address) if address is not None else None,
-    )
 
 
 async def order_id_of_session(db: AsyncSession, session_id: uuid.UUID) -> uuid.UUID | None:

@@ -14,7 +14,7 @@ from app.deps import DbSession, DispatcherDep, EngineDep, ProvidersDep, SessionM
 from app.errors import ApiError, NotFound
 from app.idempotency import fingerprint_of, remember, replay
 from app.openapi import error, return_parameters, webhook_openapi
-from app.orders.service import authorize_order, get_order_for_bearer
+from app.orders.service import authorize_order, get_order_for_bearer, order_access
 from app.payments import refunds, service, webhooks
 from app.payments.schemas import (
     CapabilitiesOut,
@@ -110,16 +110,22 @@ async def create_payment_session(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     options = body or PaymentSessionRequest()
-    authorized_id = await authorize_order(engine, order_id, bearer, settings)
-    scope = f"payment-session:{authorized_id}"
-    fingerprint = fingerprint_of(str(authorized_id), options.model_dump())
+    access = order_access(order_id, bearer, settings)
+    unknown_provider = options.provider is not None and options.provider not in providers
+    if idempotency_key is not None or unknown_provider:
+        # A key's replay, or the 422, is only for a bearer who may act on the order. Otherwise the
+        # reservation checks the bearer in its own statement.
+        await authorize_order(engine, access)
+    scope = f"payment-session:{access.order_id}"
+    fingerprint = ""
     if idempotency_key is not None:
+        fingerprint = fingerprint_of(str(access.order_id), options.model_dump())
         async with sessionmaker() as db:
             stored = await replay(db, scope=scope, key=idempotency_key, fingerprint=fingerprint)
         if stored is not None:
             return JSONResponse(stored[1], status_code=stored[0], headers={"Idempotent-Replayed": "true"})
 
-    if options.provider is not None and options.provider not in providers:
+    if unknown_provider:
         raise ApiError(
             422,
             "provider_not_enabled",
@@ -137,7 +143,7 @@ async def create_payment_session(
     session, created = await service.open_session(
         engine,
         sessionmaker,
-        authorized_id,
+        access,
         provider,
         settings,
         service.SessionOptions(

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -24,7 +25,7 @@ from app.errors import ApiError, NotFound
 from app.logging_setup import get_logger
 from app.models import Order, PaymentSession, TransitionSource
 from app.money import to_decimal
-from app.orders.states import RETRYABLE, OrderStatus
+from app.orders.states import PAYABLE, OrderStatus
 from app.payments import repository, writer
 from app.payments.repository import EXPIRY_GRACE
 from app.providers.base import (
@@ -36,6 +37,9 @@ from app.providers.base import (
     SessionRequest,
 )
 from app.providers.registry import return_hints, return_names, returned_state
+
+if TYPE_CHECKING:  # the orders service imports the app's dependencies, which import this module
+    from app.orders.service import OrderAccess
 
 log = get_logger(__name__)
 
@@ -102,7 +106,7 @@ def _session_request(
 
 
 def _payable(status: OrderStatus) -> bool:
-    return status in RETRYABLE or status is OrderStatus.AWAITING_PAYMENT
+    return status in PAYABLE
 
 
 def _not_payable(status: OrderStatus) -> ApiError:
@@ -119,30 +123,30 @@ class _Reserved:
 
 
 async def _reserve(
-    engine: AsyncEngine, order_id: uuid.UUID, provider: Provider, settings: Settings, options: SessionOptions
+    engine: AsyncEngine, access: OrderAccess, provider: Provider, settings: Settings, options: SessionOptions
 ) -> _Reserved | None:
-    """The common case, in one short transaction on the driver: a payable order with no session
-    open (or being opened) gets its reservation. None otherwise, with nothing written."""
+    """The common case, in one statement: the bearer's payable order with no session open (or being
+    opened) gets its reservation. None otherwise, with nothing written; NotFound when the order is
+    not the bearer's."""
     now = utcnow()
     session_id = uuid.uuid4()
     state_token = secrets.token_urlsafe(32)
-    async with driver_connection(engine) as conn, conn.transaction():
-        order = await repository.lock_order_row(conn, order_id)
-        if order is None:
-            raise NotFound("order")
-        if not _payable(order.status):
-            return None
-        reserved = await writer.reserve_session(
+    async with driver_connection(engine) as conn:
+        reservation = await writer.reserve_session(
             conn,
-            order,
+            access.order_id,
+            token_hash=access.token_hash,
             session_id=session_id,
             provider=provider.name,
             state_token=state_token,
             now=now,
             expiry_seconds=settings.payment_session_expiry_seconds,
         )
-    if not reserved:
+    if reservation is None:
+        raise NotFound("order")
+    if not reservation.reserved:
         return None
+    order = reservation.order
     return _Reserved(session_id, order, _session_request(order, state_token, settings, options))
 
 
@@ -182,7 +186,7 @@ async def _find_open(
 async def open_session(
     engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
-    order_id: uuid.UUID,
+    access: OrderAccess,
     provider: Provider,
     settings: Settings,
     options: SessionOptions,
@@ -195,14 +199,16 @@ async def open_session(
     row under the order's lock and commits before calling the provider; the second finds that
     reservation under the same lock, waits (holding nothing) until the first has attached the
     provider's session, and returns it. `outbox_recorded` is called once an outbound event is
-    committed (the order moved).
+    committed (the order moved). `access` is checked by the reservation itself: NotFound unless
+    the bearer may act on the order.
     """
+    order_id = access.order_id
     request_id.bind(order_id=str(order_id))
     deadline = time.monotonic() + reservation_timeout(settings).total_seconds()
     found: PaymentSession | _Retry | None = _RETRY
     while True:
         if found is _RETRY:
-            reserved = await _reserve(engine, order_id, provider, settings, options)
+            reserved = await _reserve(engine, access, provider, settings, options)
             if reserved is not None:
                 break
         # While another request opens the session, only look again: no reservation can be made.

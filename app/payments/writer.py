@@ -156,56 +156,78 @@ async def create_order(
 
 
 # --- opening a payment session: written for the driver -------------------------------------------
-# Every checkout opens one, so its reservation and its attachment are each one statement on the
-# pool's asyncpg connection `conn`. The reservation runs inside the caller's short transaction,
-# which has locked the order first (`repository.lock_order_row`); the attachment locks it itself.
-# The attachment records what `_transition` records: the audit row and the outbound event in its
-# statement; the log line and the metric once committed (`SessionAttached.committed`).
+# Every checkout opens one, so its reservation and its attachment are each one autocommitted
+# statement on the pool's asyncpg connection `conn`. The reservation is the database function
+# `reserve_payment_session` (migration 0007): it locks the order, checks the bearer and reserves,
+# one fresh snapshot per step, as a transaction would. The attachment locks the order itself and
+# records what `_transition` records: the audit row and the outbound event in its statement; the
+# log line and the metric once committed (`SessionAttached.committed`).
 
-_RESERVE_SESSION_SQL = """
-INSERT INTO payment_sessions (id, order_id, provider, state_token, amount, currency, communication,
-                              status, expires_at, sync_attempts)
-SELECT $1, $2, $3, $4, $5, $6, $7, 'creating', $8, 0
-WHERE NOT EXISTS (
-    SELECT FROM payment_sessions
-    WHERE order_id = $2 AND status = ANY($9::payment_status[]) AND expires_at > $10
-)
-"""
+_RESERVE_SESSION_SQL = "SELECT * FROM reserve_payment_session($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
 _OPEN_STATUSES = [status.value for status in payment_states.OPEN]
+_PAYABLE_STATUSES = [status.value for status in order_states.PAYABLE]
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The order as read under its lock, and whether a `creating` session was reserved for it."""
+
+    order: repository.LockedOrder
+    reserved: bool
 
 
 async def reserve_session(
     conn: Any,
-    order: repository.LockedOrder,
+    order_id: uuid.UUID,
     *,
+    token_hash: str | None,
     session_id: uuid.UUID,
     provider: str,
     state_token: str,
     now: datetime,
     expiry_seconds: int,
-) -> bool:
+) -> Reservation | None:
     """A local session in `creating`, made under the order's lock before the provider is called.
 
-    It is what a second click finds (and waits on) while the first is at the provider. The order
-    does not move until the provider has opened the session (`attach_session`). False, with
-    nothing written, when the order has a session that may still receive the payer or is being
-    opened: the caller decides what that means (`payments.service`).
+    One autocommitted statement on the driver connection `conn` (no transaction open on it). It is
+    what a second click finds (and waits on) while the first is at the provider. The order does not
+    move until the provider has opened the session (`attach_session`). `token_hash` is the hash of
+    the bearer's access token, or None once the caller has checked the operator key.
+
+    None when there is no such order or the token is not its own: nothing locked, nothing written.
+    `reserved` is False, with nothing written, when the order cannot be paid or has a session that
+    may still receive the payer or is being opened: the caller decides what that means
+    (`payments.service`).
     """
-    status = await conn.execute(
+    row = await conn.fetchrow(
         _RESERVE_SESSION_SQL,
+        order_id,
+        token_hash,
+        _PAYABLE_STATUSES,
         session_id,
-        order.id,
         provider,
         state_token,
-        order.total_amount,
-        order.currency,
-        order.reference,
         now + timedelta(seconds=expiry_seconds),
         _OPEN_STATUSES,
         now,
     )
-    return bool(status == "INSERT 0 1")
+    if row is None:
+        return None
+    address = row["order_customer_address"]
+    order = repository.LockedOrder(
+        order_id,
+        OrderStatus(row["order_status"]),
+        row["order_reference"],
+        row["order_total_amount"],
+        row["order_currency"],
+        row["order_customer_name"],
+        row["order_customer_email"],
+        row["order_customer_phone"],
+        row["order_customer_company"],
+        json.loads(address) if address is not None else None,
+    )
+    return Reservation(order, bool(row["reserved"]))
 
 
 # One statement, autocommitted, locking as every writer does, the order first: `locked` is read

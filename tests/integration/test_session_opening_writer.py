@@ -33,22 +33,22 @@ async def set_status(sm: async_sessionmaker[AsyncSession], order_id: uuid.UUID, 
 
 
 async def reserve(
-    engine: AsyncEngine, order_id: uuid.UUID
+    engine: AsyncEngine, order_id: uuid.UUID, *, token_hash: str | None = None
 ) -> tuple[uuid.UUID, repository.LockedOrder] | None:
     session_id = uuid.uuid4()
-    async with driver_connection(engine) as conn, conn.transaction():
-        order = await repository.lock_order_row(conn, order_id)
-        assert order is not None
+    async with driver_connection(engine) as conn:
         made = await writer.reserve_session(
             conn,
-            order,
+            order_id,
+            token_hash=token_hash,
             session_id=session_id,
             provider="fintecture",
             state_token=secrets.token_urlsafe(16),
             now=datetime.now(UTC),
             expiry_seconds=1800,
         )
-    return (session_id, order) if made else None
+    assert made is not None
+    return (session_id, made.order) if made.reserved else None
 
 
 async def reserved_order(
