@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 
-from app.models import OrderTransition, PaymentSession, ProviderEvent
+from app.models import IdempotencyKey, OrderTransition, PaymentSession, ProviderEvent
 from tests.e2e.conftest import STOREFRONT, Stack, StackFactory, form_action_and_fields, query_of
 
 
@@ -261,25 +261,40 @@ async def test_payment_session_idempotency_key(stack: Stack) -> None:
     assert other.status_code == 422
     assert other.json()["error"]["code"] == "idempotency_key_reused"
     assert await stack.count(PaymentSession) == 1
+    # The key's stored answer (the payer's page) is never replayed to another order's bearer.
+    stranger = await stack.create_order()
+    replay = await stack.http.post(
+        url,
+        headers={"Authorization": f"Bearer {stranger['access_token']}", "Idempotency-Key": "pay-once-123"},
+        json={"language": "fr"},
+    )
+    assert replay.status_code == 404
+    assert replay.json()["error"]["code"] == "not_found"
+    assert "Idempotent-Replayed" not in replay.headers
 
 
 async def test_payment_session_needs_the_orders_own_token(stack: Stack) -> None:
     order = await stack.create_order()
     other = await stack.create_order()
     before = await stack.table_counts()
-    for headers in (
-        {},
-        {"Authorization": f"Bearer {other['access_token']}"},
-        {"Authorization": "Bearer nope"},
+    wrong = {"Authorization": f"Bearer {other['access_token']}"}
+    for headers, body in (
+        ({}, {}),
+        (wrong, {}),
+        ({"Authorization": "Bearer nope"}, {}),
+        # A key's replay and an unknown provider's 422 are answered only to the order's bearer.
+        ({**wrong, "Idempotency-Key": "k-404"}, {}),
+        (wrong, {"provider": "nopay"}),
     ):
         response = await stack.http.post(
-            f"{stack.service_url}/orders/{order['id']}/payment-session", headers=headers, json={}
+            f"{stack.service_url}/orders/{order['id']}/payment-session", headers=headers, json=body
         )
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
     bad = await stack.open_session(order, bank_id="not a bank id!")
     assert bad.status_code == 422
     assert await stack.table_counts() == before
+    assert await stack.count(IdempotencyKey) == 0
     assert await stack.api_requests() == []  # nothing reached the provider
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -151,6 +151,68 @@ async def test_concurrent_reservations_make_exactly_one(
     results = await asyncio.gather(*(reserve(engine, order_id) for _ in range(8)))
     assert sum(result is not None for result in results) == 1
     assert len((await rows(sessionmaker, order_id))["sessions"]) == 1
+
+
+async def test_a_reservation_that_waited_for_the_lock_sees_the_one_committed_meanwhile(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """The double click's race, made deterministic: the second reservation starts while the first
+    holds the order's lock, and must see the first's session once it gets the lock (one statement
+    would have taken its snapshot before waiting, and reserved a second)."""
+    order_id = await new_order(sessionmaker)
+    async with transaction(sessionmaker) as db:
+        await repository.lock_order(db, order_id)
+        second = asyncio.create_task(reserve(engine, order_id))
+        await asyncio.sleep(0.3)
+        assert not second.done()  # waiting for the lock
+        db.add(
+            PaymentSession(
+                order_id=order_id,
+                provider="fintecture",
+                state_token=secrets.token_urlsafe(16),
+                amount=27350,
+                currency="EUR",
+                communication="ORD-FIRST",
+                status=PaymentStatus.CREATING,
+                expires_at=datetime.now(UTC) + timedelta(minutes=30),
+            )
+        )
+    assert await second is None
+    [session] = (await rows(sessionmaker, order_id))["sessions"]
+    assert session.communication == "ORD-FIRST"
+
+
+async def test_the_reservation_checks_the_token_and_a_wrong_one_waits_for_no_lock(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    order_id = await new_order(sessionmaker)  # its token hash is "0" * 64
+    async with transaction(sessionmaker) as db:
+        await repository.lock_order(db, order_id)
+        async with driver_connection(engine) as conn:
+            # Not blocked behind the lock held above: a wrong token matches no row to lock.
+            refused = await asyncio.wait_for(
+                writer.reserve_session(
+                    conn,
+                    order_id,
+                    token_hash="f" * 64,
+                    session_id=uuid.uuid4(),
+                    provider="fintecture",
+                    state_token=secrets.token_urlsafe(16),
+                    now=datetime.now(UTC),
+                    expiry_seconds=1800,
+                ),
+                timeout=2,
+            )
+        assert refused is None
+        owner = asyncio.create_task(reserve(engine, order_id, token_hash="0" * 64))
+        await asyncio.sleep(0.3)
+        assert not owner.done()  # the owner's token takes the lock, so it waits
+    made = await owner
+    assert made is not None and made[1].status is OrderStatus.PENDING
+    assert len((await rows(sessionmaker, order_id))["sessions"]) == 1
+    # The operator (no token hash: its key was checked before) may reserve for any order.
+    other = await new_order(sessionmaker)
+    assert await reserve(engine, other, token_hash=None) is not None
 
 
 async def test_the_move_is_recorded_from_the_status_under_the_lock_not_the_one_read_when_reserving(
