@@ -163,7 +163,15 @@ async def create_order(
 # records what `_transition` records: the audit row and the outbound event in its statement; the
 # log line and the metric once committed (`SessionAttached.committed`).
 
-_RESERVE_SESSION_SQL = "SELECT * FROM reserve_payment_session($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+# Statuses go in and out as text: a parameter or column of an enum type makes the driver look the
+# type up on each new connection (a costly catalog query, planned afresh on every connection).
+_RESERVE_SESSION_SQL = """
+SELECT reserved, order_status::text AS order_status, order_reference, order_total_amount,
+       order_currency, order_customer_name, order_customer_email, order_customer_phone,
+       order_customer_company, order_customer_address
+FROM reserve_payment_session($1, $2, $3::text[]::order_status[], $4, $5, $6, $7,
+                             $8::text[]::payment_status[], $9)
+"""
 
 _OPEN_STATUSES = [status.value for status in payment_states.OPEN]
 _PAYABLE_STATUSES = [status.value for status in order_states.PAYABLE]
@@ -244,13 +252,14 @@ WITH locked AS MATERIALIZED (
     WHERE id = $1 AND order_id = $2 AND status = 'creating' AND EXISTS (SELECT FROM locked)
     RETURNING id, provider, provider_status, transfer_state, expires_at
 ), moved AS (
-    UPDATE orders SET status = $5, updated_at = now()
-    WHERE id = $2 AND status = ANY($6::order_status[]) AND EXISTS (SELECT FROM attached)
+    UPDATE orders SET status = $5::text::order_status, updated_at = now()
+    WHERE id = $2 AND status = ANY($6::text[]::order_status[]) AND EXISTS (SELECT FROM attached)
     RETURNING id
 ), audit AS (
     INSERT INTO order_transitions (order_id, payment_session_id, from_status, to_status, source,
                                    provider_status, transfer_state)
-    SELECT $2, attached.id, locked.status, $5, $7, attached.provider_status, attached.transfer_state
+    SELECT $2, attached.id, locked.status, $5::text::order_status, $7::text::transition_source,
+           attached.provider_status, attached.transfer_state
     FROM attached, moved, locked
 ), event AS (
     INSERT INTO outbound_events (webhook_id, type, stream, order_id, data)
