@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 
 from app.db import driver_connection
 from app.models import ProviderEvent
-from app.payments import repository, writer
+from app.orders.service import hash_access_token
+from app.payments import writer
 from app.providers.base import Payer, SessionRequest
 from tests.e2e.conftest import APP_ID, Stack
 from tests.support.fintecture import build_delivery, public_key_from_pem
@@ -181,18 +182,19 @@ async def test_delivery_for_a_session_not_known_yet_is_retried_not_dropped(stack
     # Our row for that session commits now; the next attempt applies the event.
     order_id = uuid.UUID(order["id"])
     session_id = uuid.uuid4()
-    async with driver_connection(stack.service.state.engine) as conn, conn.transaction():
-        locked = await repository.lock_order_row(conn, order_id)
-        assert locked is not None
-        assert await writer.reserve_session(
+    async with driver_connection(stack.service.state.engine) as conn:
+        reservation = await writer.reserve_session(
             conn,
-            locked,
+            order_id,
+            token_hash=hash_access_token(order["access_token"]),
             session_id=session_id,
             provider="fintecture",
             state_token=state,
             now=datetime.now(UTC),
             expiry_seconds=1800,
         )
+    assert reservation is not None and reservation.reserved
+    locked = reservation.order
     async with driver_connection(stack.service.state.engine) as conn:
         assert await writer.attach_session(conn, locked, session_id, created) is not None
     async with stack.sessionmaker() as db, db.begin():
