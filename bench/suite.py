@@ -782,6 +782,9 @@ async def run_scenario(ctx: Context, scenario: str, services: dict[str, Service]
             )
         if result["problems"]:
             result["wrk_output"] = output
+            # What the service said about the answers it refused, before its log goes with the run.
+            result["service_log"] = log_tail(service.log)
+            print(f"  {side} log (last lines):\n{result['service_log']}", flush=True)
         runs.append(result)
         extra = ""
         if "backlog_end" in result and "drain_s" not in result:

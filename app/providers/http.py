@@ -25,9 +25,11 @@ import aiohttp
 import httpx
 from yarl import URL
 
-# httpx's keep-alive expiry: an idle connection is not reused after this, as servers close theirs
-# (uvicorn after 5 s); reusing one the server is closing fails a request that may not be retried.
-KEEPALIVE_SECONDS = 5.0
+# An idle connection is not reused after this. Servers close theirs when idle (uvicorn, which the
+# simulator runs on, after 5 s), and a POST sent on one as it closes fails and may not be sent
+# again: the shopper would get a 503. Equal to the server's time is not enough, since a connection
+# counts as idle here from when its answer was read, a little after the server started counting.
+KEEPALIVE_SECONDS = 4.0
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):

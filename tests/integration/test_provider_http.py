@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from pytest import MonkeyPatch
 from app.providers.base import ProviderError
 from app.providers.http import provider_http_client
 from app.providers.transport import Transport, TransportOptions
+from tests.support.servers import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, list[bytes]], Awaitable[None]]
 
@@ -130,6 +132,57 @@ async def test_connections_are_reused_between_requests() -> None:
             assert (await http.get(origin + "/payments/1")).status_code == 200
     assert len(seen) == 5
     assert connections == 1
+
+
+# A server in a process of its own, as the provider is: uvicorn (the simulator's server) with its
+# default keep-alive, answering every request with 201.
+_UVICORN_SERVER = """
+import sys, uvicorn
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 201, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", lifespan="off")
+"""
+
+
+async def test_a_connection_is_not_reused_when_the_server_may_be_closing_it_as_idle() -> None:
+    """uvicorn closes a connection idle for 5 s. A POST sent on one as it closes fails, and may not
+    be sent again: the client must give up idle connections before the server does."""
+    server_keep_alive = 5.0  # uvicorn's default
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", _UVICORN_SERVER, str(port))
+    try:
+        async with provider_http_client(5.0) as http:
+            origin = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    await http.get(origin + "/ready")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the server did not start"
+                    await asyncio.sleep(0.05)
+
+            async def posts() -> list[int | str]:
+                sent = [http.post(origin + "/pis/v2/connect", content=b"{}") for _ in range(64)]
+                answers = await asyncio.gather(*sent, return_exceptions=True)
+                return [a.status_code if isinstance(a, httpx.Response) else type(a).__name__ for a in answers]
+
+            for gap in (0.05, 0.03):
+                assert await posts() == [201] * 64
+                # Just short of the server's keep-alive: a client still trusting these connections
+                # sends some of the next POSTs as the server closes them.
+                await asyncio.sleep(server_keep_alive - gap)
+                assert await posts() == [201] * 64
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 async def test_a_refused_connection_is_sent_again_even_for_a_post_as_it_never_left() -> None:
