@@ -256,11 +256,11 @@ async def get_order_for_bearer(
     No token, a wrong token, another order's token, a malformed id and an unknown id all raise the
     same NotFound, so an id alone reveals nothing.
     """
-    parsed, token = _order_and_bearer(order_id, bearer)
-    order = await repository.get_order(session, parsed, with_lines=with_lines)
+    access = order_access(order_id, bearer, settings)
+    order = await repository.get_order(session, access.order_id, with_lines=with_lines)
     if order is None:
         raise NotFound("order")
-    _check_bearer(token, order.access_token_hash, settings)
+    _check_access(access, order.access_token_hash)
     return order
 
 
@@ -277,8 +277,10 @@ def order_access(order_id: str, bearer: str | None, settings: Settings) -> Order
     """The claim `bearer` makes on `order_id`; NotFound for a malformed id or no bearer, as for a
     wrong one, so that an id alone reveals nothing. Whether it holds is for the database to say
     (`authorize_order`, or a statement that checks the hash itself)."""
-    parsed, token = _order_and_bearer(order_id, bearer)
-    return OrderAccess(parsed, None if is_admin(token, settings) else hash_access_token(token))
+    parsed = _parse_order_id(order_id)
+    if parsed is None or bearer is None:
+        raise NotFound("order")
+    return OrderAccess(parsed, None if is_admin(bearer, settings) else hash_access_token(bearer))
 
 
 async def authorize_order(engine: AsyncEngine, access: OrderAccess) -> None:
@@ -287,25 +289,15 @@ async def authorize_order(engine: AsyncEngine, access: OrderAccess) -> None:
     itself: one autocommitted read of its token hash, no transaction."""
     async with driver_connection(engine) as conn:
         stored_hash = await repository.access_token_hash(conn, access.order_id)
+    _check_access(access, stored_hash)
+
+
+def _check_access(access: OrderAccess, stored_hash: str | None) -> None:
+    """NotFound unless the order exists (`stored_hash`, its token's hash) and `access` holds on it:
+    the operator's, or the same hash. The same answer in every case."""
     if stored_hash is None:
         raise NotFound("order")
     if access.token_hash is not None and not secrets_match(access.token_hash, stored_hash):
-        raise NotFound("order")
-
-
-def _order_and_bearer(order_id: str, bearer: str | None) -> tuple[uuid.UUID, str]:
-    parsed = _parse_order_id(order_id)
-    if parsed is None or bearer is None:
-        raise NotFound("order")
-    return parsed, bearer
-
-
-def _check_bearer(bearer: str, stored_hash: str | None, settings: Settings) -> None:
-    """NotFound unless the order exists (`stored_hash`, its token's hash) and `bearer` is its
-    access token or the operator key: the same answer in every case."""
-    if stored_hash is None:
-        raise NotFound("order")
-    if not (is_admin(bearer, settings) or secrets_match(hash_access_token(bearer), stored_hash)):
         raise NotFound("order")
 
 

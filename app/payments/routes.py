@@ -117,9 +117,8 @@ async def create_payment_session(
         # reservation checks the bearer in its own statement.
         await authorize_order(engine, access)
     scope = f"payment-session:{access.order_id}"
-    fingerprint = ""
+    fingerprint = fingerprint_of(str(access.order_id), options.model_dump())
     if idempotency_key is not None:
-        fingerprint = fingerprint_of(str(access.order_id), options.model_dump())
         async with sessionmaker() as db:
             stored = await replay(db, scope=scope, key=idempotency_key, fingerprint=fingerprint)
         if stored is not None:

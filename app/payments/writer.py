@@ -23,8 +23,8 @@ Every move of an order records an `order.<status>` outbound event, and every mov
 `refund.<status>` one, in the same transaction (`_transition`, `_move_refund`; `attach_session`
 in its own statement).
 
-Each function runs inside its caller's short transaction (`attach_session` is one autocommitted
-statement), never across a provider call. `apply`
+Each function runs inside its caller's short transaction (`reserve_session` and `attach_session`
+are one autocommitted statement each), never across a provider call. `apply`
 locks the order and then the session row (always in that order, so two writers never deadlock),
 ignores answers older than the one already applied unless they move forward, checks the money
 against the order, moves forward only, and derives the order's state from the payment's.
