@@ -106,7 +106,7 @@ class EdgeMiddleware:
 
 
 # For the layers inside the edge that answer a busy path themselves, before FastAPI's routing
-# (app/payments/webhooks.py, app/orders/create_route.py).
+# (app/payments/webhooks.py, app/orders/create_route.py, app/payments/session_route.py).
 
 
 def route_path(scope: Scope) -> str:
@@ -126,6 +126,20 @@ async def read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the app behind a layer that has already read the body: it gets `body` again."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 def api_route(app: Any, template: str, method: str) -> Any:

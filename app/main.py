@@ -21,6 +21,7 @@ from app.events.routes import router as events_router
 from app.orders.create_route import OrderCreateRoute
 from app.orders.routes import router as orders_router
 from app.payments.routes import router as payments_router
+from app.payments.session_route import PaymentSessionRoute
 from app.payments.webhooks import WebhookRoute
 from app.payments.workers import PaymentWorkers
 from app.payouts.routes import router as payouts_router
@@ -103,6 +104,8 @@ def create_app(
     # A plain POST /orders is answered here, inside CORS (so added before it) and before FastAPI's
     # routing (app/orders/create_route.py): it is the storefront's busiest request.
     app.add_middleware(OrderCreateRoute)
+    # Likewise a plain payment-session opening (app/payments/session_route.py), from the same pages.
+    app.add_middleware(PaymentSessionRoute)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -24,9 +24,9 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.edge import api_route, read_body, route_path
+from app.edge import api_route, read_body, replaying, route_path
 from app.errors import ApiError, error_response, http_error_response
 from app.orders import service
 from app.orders.schemas import OrderCreate
@@ -69,7 +69,7 @@ class OrderCreateRoute:
             return  # the client hung up before sending the order: nothing to do
         order = _valid_order(body)
         if order is None:
-            await self.app(scope, _replaying(body, receive), send)
+            await self.app(scope, replaying(body, receive), send)
             return
         await self._create(scope, receive, send, order)
 
@@ -104,17 +104,3 @@ def _valid_order(body: bytes) -> OrderCreate | None:
         return OrderCreate.model_validate(json.loads(body))
     except (ValueError, ValidationError, RecursionError):
         return None
-
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """`receive` for the route behind, which reads the body this layer has already taken."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay

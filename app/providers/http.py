@@ -144,9 +144,37 @@ def _as_httpx_error(exc: aiohttp.ClientError, request: httpx.Request) -> httpx.T
     return httpx.ReadError(message, request=request)
 
 
+class ProviderHttpClient(httpx.AsyncClient):
+    """httpx's client whose `send` hands a request straight to the pool.
+
+    A provider call is built whole by its adapter (signed, its token in its headers) and answered
+    once: it needs none of the client's machinery around the transport (auth flows, redirects,
+    event hooks), and it must not keep cookies: a provider's `Set-Cookie` (a load balancer's, say)
+    would otherwise be sent back on every later call, whichever merchant request it served. That
+    machinery cost about a seventh of the service's CPU for a provider call (bench/README.md). A
+    request sent with any of it asked for goes through httpx's own `send`.
+    """
+
+    def __init__(self, *, timeout: float, pool: AiohttpTransport) -> None:
+        super().__init__(timeout=timeout, transport=pool)
+        self._pool = pool
+
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: httpx._types.AuthTypes | httpx._client.UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: bool | httpx._client.UseClientDefault = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        if stream or auth is not httpx.USE_CLIENT_DEFAULT or follow_redirects is True or self.is_closed:
+            return await super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+        # The pool's answer is read whole already; `read` only marks it so.
+        response = await self._pool.handle_async_request(request)
+        await response.aread()
+        return response
+
+
 def provider_http_client(timeout_seconds: float, *, max_connections: int = 200) -> httpx.AsyncClient:
     """The client the provider adapters share; close it with `aclose()`. In a running loop."""
-    return httpx.AsyncClient(
-        timeout=timeout_seconds,
-        transport=AiohttpTransport(max_connections=max_connections),
-    )
+    return ProviderHttpClient(timeout=timeout_seconds, pool=AiohttpTransport(max_connections=max_connections))

@@ -200,6 +200,16 @@ class Transport:
         try:
             response = await self.http.send(request)
             outcome = metrics.provider_outcome(response.status_code)
+            # The call's line (the client logs none): the path without its query, which may carry
+            # a payer's or a session's identifiers.
+            log.info(
+                "provider_request",
+                provider=self._event,
+                method=request.method,
+                path=request.url.path,
+                status=response.status_code,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
             return response
         except asyncio.CancelledError:
             outcome = "cancelled"

@@ -112,10 +112,14 @@ async def test_a_paid_order_in_the_log_of_the_service_as_deployed(
     assert paid[0]["order_id"] == order["id"] and paid[0]["provider"] == "fintecture"
     assert paid[0]["source"] == "webhook" and paid[0]["from_status"] in ("awaiting_payment", "processing")
 
-    # The server's own lines and the HTTP client's are JSON too, without query values.
+    # The server's own lines are JSON too; each provider call has one line, without query values.
     loggers = {e["logger"] for e in lines}
-    assert {"uvicorn.error", "httpx", "app.access", "app.payments.writer"} <= loggers, loggers
-    assert all("=" not in e["event"].split("?", 1)[-1] for e in lines if e["logger"] == "httpx")
+    assert {"uvicorn.error", "app.providers.transport", "app.access", "app.payments.writer"} <= loggers, (
+        loggers
+    )
+    calls = [e for e in lines if e["event"] == "provider_request"]
+    assert {(e["provider"], e["method"], e["status"]) for e in calls} >= {("fintecture", "POST", 200)}, calls
+    assert all("?" not in e["path"] and "=" not in e["path"] for e in calls)
 
     sample = Path(os.environ.get("JSON_LOG_SAMPLE", "/tmp/checkout-json-log-sample.jsonl"))
     sample.write_text(output)

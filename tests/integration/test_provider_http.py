@@ -134,6 +134,47 @@ async def test_connections_are_reused_between_requests() -> None:
     assert connections == 1
 
 
+async def test_a_cookie_a_provider_sets_is_never_sent_back() -> None:
+    # One client serves every merchant request: a provider's cookie (a load balancer's, say) must
+    # not ride along on the next call, nor be kept by the client.
+    async def set_cookie(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[bytes]
+    ) -> None:
+        while True:
+            seen.append(await read_request(reader))
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nSet-Cookie: route=node-2; Path=/\r\nContent-Length: 2\r\n\r\n{}"
+            )
+            await writer.drain()
+
+    async with server(set_cookie) as (origin, seen), provider_http_client(5.0) as http:
+        transport = transport_over(http)
+        for _ in range(3):
+            response = await transport.send(
+                lambda: transport.build_request(
+                    "POST", origin + "/pis/v2/connect", content=b"{}", headers={}
+                ),
+                idempotent=False,
+            )
+            assert response.status_code == 200
+            assert response.headers["set-cookie"] == "route=node-2; Path=/"  # the answer is as received
+        assert len(http.cookies) == 0
+
+    assert len(seen) == 3
+    for raw in seen:
+        head = raw.partition(b"\r\n\r\n")[0].lower()
+        assert b"\r\ncookie:" not in head
+
+
+async def test_a_closed_client_sends_nothing() -> None:
+    async with server(answer_ok) as (origin, seen):
+        http = provider_http_client(5.0)
+        await http.aclose()
+        with pytest.raises(RuntimeError, match="closed"):
+            await http.send(http.build_request("GET", origin + "/payments/1"))
+    assert seen == []
+
+
 # A server in a process of its own, as the provider is: uvicorn (the simulator's server) with its
 # default keep-alive, answering every request with 201.
 _UVICORN_SERVER = """
