@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     default_provider: str = ""
     database_url: str = "postgresql://postgres@127.0.0.1:5432/checkout"
     database_pool_size: int = Field(default=20, ge=1, le=100)
+    # Open the whole pool when the process starts, rather than one connection at a time under the
+    # first requests (app/db.py, `fill_pool`).
+    database_pool_prefill: bool = True
     # How long a request waits for a free database connection, and for a new connection to open,
     # before it gets a 503: together they stay under the 5 s a client may wait in an outage.
     database_pool_timeout_seconds: float = Field(default=3.0, gt=0)

@@ -62,6 +62,23 @@ def create_engine(
     return engine
 
 
+async def fill_pool(engine: AsyncEngine, size: int) -> int:
+    """Open `size` of the pool's connections at once and hand them back to it; how many opened.
+
+    A pool otherwise opens its connections on demand: after a start, under the first burst of
+    requests. Opening one (connection, authentication, the driver's set-up) takes a few milliseconds
+    of the process's own time, and a burst makes it open all of them while requests queue behind:
+    a process that had just started answered its first webhooks with a p99 two to three times that
+    of a process whose pool was open (bench/README.md). Best effort: what fails to open now (the
+    database is down, `max_connections` is reached) is opened on demand later, as before.
+    """
+    opened = await asyncio.gather(*(engine.connect().start() for _ in range(size)), return_exceptions=True)
+    connections = [conn for conn in opened if not isinstance(conn, BaseException)]
+    for conn in connections:
+        await conn.close()  # back to the pool, open
+    return len(connections)
+
+
 def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
     # The driver raises its own types here (OSError, TimeoutError, asyncpg's errors), unwrapped by
     # SQLAlchemy: give every failure to connect one type.

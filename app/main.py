@@ -13,7 +13,7 @@ from app import docs_pages, health, logging_setup, metrics, openapi
 from app.admin.routes import build_router as admin_router
 from app.catalog.routes import router as catalog_router
 from app.config import Settings
-from app.db import create_engine, create_sessionmaker
+from app.db import create_engine, create_sessionmaker, fill_pool
 from app.edge import EdgeMiddleware
 from app.errors import install_error_handlers
 from app.events.dispatcher import OutboxDispatcher
@@ -30,6 +30,8 @@ from app.providers.base import ProviderSettings
 from app.providers.http import provider_http_client
 from app.ratelimit import RateLimiter
 from app.storefront.routes import router as storefront_router
+
+log = logging_setup.get_logger(__name__)
 
 API_DESCRIPTION = """
 Pay-by-bank checkout: create orders from the catalog, open open-banking payment sessions,
@@ -58,6 +60,10 @@ def create_app(
             connect_timeout=settings.database_connect_timeout_seconds,
         )
         sessionmaker = create_sessionmaker(engine)
+        if settings.database_pool_prefill:
+            opened = await fill_pool(engine, settings.database_pool_size)
+            if opened < settings.database_pool_size:
+                log.warning("database_pool_not_filled", opened=opened, pool_size=settings.database_pool_size)
         http = provider_http_client(settings.provider_timeout_seconds)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker

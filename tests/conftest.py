@@ -113,6 +113,7 @@ def settings(database_url: str, clean_database: str) -> Settings:
         admin_api_key=ADMIN_KEY,
         workers_enabled=False,
         rate_limit_enabled=False,  # a test that needs limits turns them on
+        database_pool_prefill=False,  # pools open on demand: most tests need a connection or two
         public_url="http://checkout.test",
         storefront_url="http://shop.test/checkout/result",
     )
