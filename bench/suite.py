@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -347,6 +348,18 @@ class Context:
         return int(
             await self.monitor.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database)
         )
+
+    async def checkpoint(self) -> bool:
+        """Write out what the previous runs left dirty, before the next run starts: PostgreSQL would
+        otherwise flush it during some later run (a timed checkpoint comes 5 minutes after the last
+        one), and stall that run's commits. False when the server refuses (not a superuser)."""
+        if self.monitor is None:
+            self.monitor = await pg_connect(self.server_url, "postgres")
+        try:
+            await self.monitor.execute("CHECKPOINT")
+        except asyncpg.PostgresError:
+            return False
+        return True
 
     async def database(self, label: str) -> str:
         name = f"suite_{label}_{secrets.token_hex(3)}"
@@ -734,6 +747,7 @@ async def run_scenario(ctx: Context, scenario: str, services: dict[str, Service]
         service = services[side]
         url, script, env = await prepare(ctx, scenario, side, service, state)
         sim = service.simulator
+        checkpointed = await ctx.checkpoint()
         load_start = os.getloadavg()
         cpu_before = service.cpu()
         sim_before = sim.cpu() if sim else {}
@@ -752,6 +766,7 @@ async def run_scenario(ctx: Context, scenario: str, services: dict[str, Service]
             rss_mb=service.rss_mb(),
             processes=len(cpu_after),
             db_connections=db_connections,
+            checkpointed=checkpointed,
         )
         if scenario == "payment_session":
             result["orders"] = state[f"orders-{side}"]
