@@ -3,7 +3,7 @@ before FastAPI's routing.
 
 Opening a session is the checkout's costliest request after the provider's own work. FastAPI's
 handling around the route (matching it among every route, the request object, solving eight
-dependencies, its exception layers) was about a seventh of the service's CPU per session. This
+dependencies, its exception layers) was about an eighth of the service's CPU per session. This
 layer answers the plain case itself, through the same `service.open_session`, and passes every
 other request on to the route in app/payments/routes.py, which stays the OpenAPI description:
 

@@ -151,8 +151,9 @@ class ProviderHttpClient(httpx.AsyncClient):
     once: it needs none of the client's machinery around the transport (auth flows, redirects,
     event hooks), and it must not keep cookies: a provider's `Set-Cookie` (a load balancer's, say)
     would otherwise be sent back on every later call, whichever merchant request it served. That
-    machinery cost about a seventh of the service's CPU for a provider call (bench/README.md). A
-    request sent with any of it asked for goes through httpx's own `send`.
+    machinery, the cookie jar's parsing of every answer included, was about a sixth of a provider
+    call's CPU in the service (bench/README.md). A request sent with any of it asked for goes
+    through httpx's own `send`.
     """
 
     def __init__(self, *, timeout: float, pool: AiohttpTransport) -> None:

@@ -390,6 +390,10 @@ async def stack_factory(
             "sweeper_stale_after_seconds": 0,
             "provider_timeout_seconds": 5,
             "rate_limit_enabled": False,
+            # Opened on demand: a stack per test would open and close twenty connections for the
+            # few it uses. (The stacks of real processes, tests/support/process_stack.py, open theirs
+            # at start, as deployed; tests/integration/test_database_pool.py tests the prefill.)
+            "database_pool_prefill": False,
         }
         values.update(overrides)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
