@@ -128,6 +128,32 @@ async def read_body(receive: Receive) -> bytes | None:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    """Answer with `body`, JSON already serialised (the edge adds its own headers)."""
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def plain_json_headers(scope: Scope, *wanted: bytes) -> dict[bytes, bytes] | None:
+    """For a layer that answers a JSON request itself: the first of each header named in `wanted`,
+    when the request has exactly one Content-Type, `application/json`, and no Idempotency-Key (its
+    replay rules live in the routes); None for any other request, which the layer leaves to its
+    route. Two Content-Types are the route's to read."""
+    content_type = None
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name == b"idempotency-key":
+            return None
+        if name == b"content-type":
+            if content_type is not None:
+                return None
+            content_type = value
+        elif name in wanted and name not in found:
+            found[name] = value
+    return found if content_type == b"application/json" else None
+
+
 def replaying(body: bytes, receive: Receive) -> Receive:
     """`receive` for the app behind a layer that has already read the body: it gets `body` again."""
     replayed = False

@@ -111,6 +111,13 @@ def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
 
+def refusal_response(exc: StarletteHTTPException | ApiError) -> JSONResponse:
+    """The answer to a refusal caught by a layer before the routes, as the app's handlers give it."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+    return http_error_response(exc)
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return http_error_response(exc)

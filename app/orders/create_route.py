@@ -26,31 +26,20 @@ from fastapi import HTTPException, Request
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.edge import api_route, read_body, replaying, route_path
-from app.errors import ApiError, error_response, http_error_response
+from app.edge import api_route, plain_json_headers, read_body, replaying, route_path, send_json
+from app.errors import ApiError, refusal_response
 from app.orders import service
 from app.orders.schemas import OrderCreate
 from app.ratelimit import Limit, enforce_limit
 
 PATH = "/orders"
-_JSON = b"application/json"
 
 
 def _plain_json_order(scope: Scope) -> bool:
     """A POST to /orders with a JSON body and no Idempotency-Key."""
     if scope["type"] != "http" or scope["method"] != "POST":
         return False
-    if route_path(scope) != PATH:
-        return False
-    content_type = None
-    for name, value in scope["headers"]:
-        if name == b"idempotency-key":
-            return False
-        if name == b"content-type":
-            if content_type is not None:
-                return False  # two of them: FastAPI's reading decides
-            content_type = value
-    return content_type == _JSON
+    return route_path(scope) == PATH and plain_json_headers(scope) is not None
 
 
 class OrderCreateRoute:
@@ -85,16 +74,10 @@ class OrderCreateRoute:
             created = await service.create_order(
                 state.engine, order, max_line_quantity=state.settings.max_line_quantity
             )
-        except HTTPException as exc:
-            await http_error_response(exc)(scope, receive, send)
+        except (HTTPException, ApiError) as exc:
+            await refusal_response(exc)(scope, receive, send)
             return
-        except ApiError as exc:
-            await error_response(exc.status_code, exc.code, exc.message, exc.details)(scope, receive, send)
-            return
-        answer = created.model_dump_json().encode()
-        headers = [(b"content-length", str(len(answer)).encode()), (b"content-type", _JSON)]
-        await send({"type": "http.response.start", "status": 201, "headers": headers})
-        await send({"type": "http.response.body", "body": answer})
+        await send_json(send, 201, created.model_dump_json().encode())
 
 
 def _valid_order(body: bytes) -> OrderCreate | None:

@@ -28,8 +28,8 @@ from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.edge import api_route, read_body, replaying, route_path
-from app.errors import ApiError, error_response, http_error_response
+from app.edge import api_route, plain_json_headers, read_body, replaying, route_path, send_json
+from app.errors import ApiError, refusal_response
 from app.orders.service import order_access
 from app.payments import service
 from app.payments.schemas import PaymentSessionRequest, PaymentSessionResponse
@@ -39,7 +39,6 @@ from app.ratelimit import Limit, enforce_limit
 TEMPLATE = "/orders/{order_id}/payment-session"
 _PREFIX = "/orders/"
 _SUFFIX = "/payment-session"
-_JSON = b"application/json"
 
 
 def _plain_request(scope: Scope) -> tuple[str, str | None] | None:
@@ -53,20 +52,11 @@ def _plain_request(scope: Scope) -> tuple[str, str | None] | None:
     order_id = path[len(_PREFIX) : -len(_SUFFIX)]
     if not order_id or "/" in order_id:
         return None  # not the route's one path segment
-    content_type = None
-    authorization = None
-    for name, value in scope["headers"]:
-        if name == b"idempotency-key":
-            return None
-        if name == b"content-type":
-            if content_type is not None:
-                return None  # two of them: the route's reading decides
-            content_type = value
-        elif name == b"authorization" and authorization is None:  # the first counts, as for the route
-            authorization = value.decode("latin-1")
-    if content_type != _JSON:
+    headers = plain_json_headers(scope, b"authorization")  # the first one counts, as for the route
+    if headers is None:
         return None
-    return order_id, _bearer(authorization)
+    authorization = headers.get(b"authorization")
+    return order_id, _bearer(None if authorization is None else authorization.decode("latin-1"))
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -133,16 +123,11 @@ class PaymentSessionRoute:
                 ),
                 outbox_recorded=state.dispatcher.wake,
             )
-        except HTTPException as exc:
-            await http_error_response(exc)(scope, receive, send)
-            return
-        except ApiError as exc:
-            await error_response(exc.status_code, exc.code, exc.message, exc.details)(scope, receive, send)
+        except (HTTPException, ApiError) as exc:
+            await refusal_response(exc)(scope, receive, send)
             return
         answer = PaymentSessionResponse.model_validate(session).model_dump_json().encode()
-        headers = [(b"content-length", str(len(answer)).encode()), (b"content-type", _JSON)]
-        await send({"type": "http.response.start", "status": 201 if created else 200, "headers": headers})
-        await send({"type": "http.response.body", "body": answer})
+        await send_json(send, 201 if created else 200, answer)
 
 
 def _plain_options(body: bytes, providers: Any) -> PaymentSessionRequest | None:

@@ -22,8 +22,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
-from app.edge import api_route, read_body, route_path
-from app.errors import ApiError, error_response
+from app.edge import api_route, read_body, route_path, send_json
+from app.errors import ApiError, refusal_response
 from app.payments import inbox, intake, service
 from app.payments.schemas import WebhookAck
 from app.providers.base import Provider, WebhookMalformed, WebhookRejected, WebhookRequest
@@ -95,11 +95,9 @@ class WebhookRoute:
         try:
             body = await receive(app.state, provider, request)
         except ApiError as exc:
-            await error_response(exc.status_code, exc.code, exc.message, exc.details)(scope, receive_, send)
+            await refusal_response(exc)(scope, receive_, send)
             return
-        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 200, body)
 
     def _route_for(self, app: Any, path: str) -> Any:
         template = LEGACY_PATH if path == LEGACY_PATH else PATH_PREFIX + "{provider}"

@@ -12,6 +12,7 @@ import httpx
 
 from app.models import PaymentSession
 from tests.e2e.conftest import Stack
+from tests.support.asgi import post_then_hang_up
 
 
 def _shape(session: dict[str, Any]) -> dict[str, Any]:
@@ -120,41 +121,12 @@ async def test_requests_the_layer_leaves_to_the_route_are_answered_as_before(sta
 async def test_a_client_that_hangs_up_before_its_options_gets_nothing_opened(stack: Stack) -> None:
     order = await stack.create_order()
     before = await stack.table_counts()
-    messages = iter(
-        [
-            {"type": "http.request", "body": b'{"lang', "more_body": True},
-            {"type": "http.disconnect"},
-        ]
-    )
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return next(messages)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"authorization", f"Bearer {order['access_token']}".encode()),
+    ]
     path = f"/orders/{order['id']}/payment-session"
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"testserver"),
-            (b"content-type", b"application/json"),
-            (b"authorization", f"Bearer {order['access_token']}".encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-        "state": {},
-    }
-    await stack.service(scope, receive, send)
+    sent = await post_then_hang_up(stack.service, path, headers, b'{"lang')
     assert sent == []  # no answer to a client that is gone
     assert await stack.table_counts() == before
     assert await stack.api_requests() == []

@@ -6,7 +6,6 @@ Statement errors never carry the values bound to them."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -41,15 +40,6 @@ async def _service(**overrides: Any) -> AsyncIterator[tuple[FastAPI, httpx.Async
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://checkout.test") as client:
             yield app, client
-
-
-@pytest.fixture
-def closed_port() -> AsyncIterator[int]:
-    """A loopback port nothing listens on: connections are refused at once."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    yield sock.getsockname()[1]
-    sock.close()
 
 
 @pytest.fixture

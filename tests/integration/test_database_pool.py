@@ -5,9 +5,8 @@ open on demand, as before."""
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,15 +43,6 @@ async def _server_connections(engine: AsyncEngine) -> int:
             )
         )
     return int(count or 0)
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A loopback port nothing listens on: connections are refused at once."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    yield sock.getsockname()[1]
-    sock.close()
 
 
 async def test_the_whole_pool_is_open_when_the_service_starts(

@@ -18,6 +18,7 @@ from app.main import create_app
 from app.models import Order, OrderLine
 from app.providers.fintecture.settings import FintectureSettings
 from tests.integration.orders_helpers import NO_ROWS, order_body, put_product, row_counts
+from tests.support.asgi import post_then_hang_up
 
 SHOP = "https://shop.example"
 
@@ -77,36 +78,7 @@ async def test_a_client_that_hangs_up_mid_order_gets_nothing_written(
     app: FastAPI, client: httpx.AsyncClient, catalog: None, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
     raw = httpx.Request("POST", "/", json=order_body([("beans", 1)])).content
-    messages = iter(
-        [
-            {"type": "http.request", "body": raw[:20], "more_body": True},
-            {"type": "http.disconnect"},
-        ]
-    )
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return next(messages)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/orders",
-        "raw_path": b"/orders",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"checkout.test"), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("checkout.test", 80),
-        "state": {},
-    }
-    await app(scope, receive, send)
+    sent = await post_then_hang_up(app, "/orders", [(b"content-type", b"application/json")], raw[:20])
     assert sent == []  # nobody is left to answer
     assert await row_counts(sessionmaker) == NO_ROWS
 
