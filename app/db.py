@@ -68,9 +68,10 @@ async def fill_pool(engine: AsyncEngine, size: int) -> int:
     A pool otherwise opens its connections on demand: after a start, under the first burst of
     requests. Opening one (connection, authentication, the driver's set-up) takes a few milliseconds
     of the process's own time, and a burst makes it open all of them while requests queue behind:
-    a process that had just started answered its first webhooks with a p99 two to three times that
-    of a process whose pool was open (bench/README.md). Best effort: what fails to open now (the
-    database is down, `max_connections` is reached) is opened on demand later, as before.
+    in the benchmark, a process's first webhooks after its start had a p99 about twice the
+    hand-written floor's, and about 1.2 times with its pool open (bench/README.md). Best effort:
+    what fails to open now (the database is down, `max_connections` is reached) is opened on
+    demand later, as before.
     """
     opened = await asyncio.gather(*(engine.connect().start() for _ in range(size)), return_exceptions=True)
     connections = [conn for conn in opened if not isinstance(conn, BaseException)]
