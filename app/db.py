@@ -173,12 +173,17 @@ class driver_connection:
         fairy = self._fairy
         # A connection that closed under the statement is lost, whatever the driver raised.
         lost = exc is not None and (_is_driver_disconnect(exc) or fairy.driver_connection.is_closed())
+        if not lost and not isinstance(exc, asyncio.CancelledError):
+            # Checked in right here, without the greenlet SQLAlchemy's async API would start for
+            # it (each costs a new interpreter stack: an mmap, page faults and an munmap). The
+            # check-in's reset rolls back only a transaction SQLAlchemy's adapter began, and none
+            # was: statements here go to the driver itself. Nothing in it awaits.
+            fairy.close()
+            return
         try:
-            if lost or isinstance(exc, asyncio.CancelledError):
-                await greenlet_spawn(fairy.invalidate, exc if isinstance(exc, Exception) else None)
+            await greenlet_spawn(fairy.invalidate, exc if isinstance(exc, Exception) else None)
         finally:
-            # The pool's check-in runs the dialect's reset, which expects SQLAlchemy's greenlet
-            # context (no transaction was opened on the connection, so the reset sends nothing).
+            # Invalidating awaits the driver (closing the connection): SQLAlchemy's greenlet context.
             await greenlet_spawn(fairy.close)
         if lost:
             raise DatabaseUnavailable(f"lost the database connection ({exc_type.__name__}: {exc})") from exc

@@ -300,6 +300,28 @@ def start_private_postgres() -> tuple[str, Path]:
     return f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", data
 
 
+def postgres_cpu(data: Path | None) -> dict[int, float]:
+    """CPU seconds so far of the private cluster's processes (the postmaster, its backends, its
+    writers and autovacuum), per process; empty without a private cluster. The sides run one at a
+    time, so what the cluster spends during a run is that run's."""
+    if data is None:
+        return {}
+    pid_file = data / "data" / "postmaster.pid"
+    try:
+        root = psutil.Process(int(pid_file.read_text().split()[0]))
+        procs = [root, *root.children(recursive=True)]
+    except (OSError, ValueError, psutil.Error):
+        return {}
+    out = {}
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        out[proc.pid] = times.user + times.system
+    return out
+
+
 def stop_private_postgres(data: Path | None) -> None:
     if data is None:
         return
@@ -338,6 +360,7 @@ class Context:
     worktree: Path | None = None
     floor_db: str | None = None
     monitor: Any = None  # one connection to the server's postgres database, for pg_stat_activity
+    private_pg: Path | None = None  # the private cluster's directory, whose CPU is measured per run
 
     async def connections(self, database: str | None) -> int | None:
         """Connections the side holds on its database (its pools, after a run)."""
@@ -751,9 +774,11 @@ async def run_scenario(ctx: Context, scenario: str, services: dict[str, Service]
         load_start = os.getloadavg()
         cpu_before = service.cpu()
         sim_before = sim.cpu() if sim else {}
+        db_before = postgres_cpu(ctx.private_pg)
         result, output = await wrk(ctx, url, script, env)
         cpu_after = service.cpu()
         sim_after = sim.cpu() if sim else {}
+        db_after = postgres_cpu(ctx.private_pg)
         db_connections = await ctx.connections(service.database)
         result.update(
             scenario=scenario,
@@ -763,6 +788,7 @@ async def run_scenario(ctx: Context, scenario: str, services: dict[str, Service]
             load_end=os.getloadavg(),
             cpu_s=cpu_spent(cpu_before, cpu_after),
             sim_cpu_s=cpu_spent(sim_before, sim_after) if sim else None,
+            db_cpu_s=cpu_spent(db_before, db_after) if db_after else None,
             rss_mb=service.rss_mb(),
             processes=len(cpu_after),
             db_connections=db_connections,
@@ -790,6 +816,8 @@ async def run_scenario(ctx: Context, scenario: str, services: dict[str, Service]
         result["cpu_ms_per_req"] = result["cpu_s"] / requests * 1000
         if result["sim_cpu_s"] is not None:
             result["sim_cpu_ms_per_req"] = result["sim_cpu_s"] / requests * 1000
+        if result["db_cpu_s"] is not None:
+            result["db_cpu_ms_per_req"] = result["db_cpu_s"] / requests * 1000
         result["problems"] = run_problems(scenario, expected, result, ctx)
         if service.process.poll() is not None:
             result["problems"].append(
@@ -812,6 +840,8 @@ async def run_scenario(ctx: Context, scenario: str, services: dict[str, Service]
             )
         if result.get("sim_cpu_ms_per_req") is not None:
             extra += f"  sim CPU {result['sim_cpu_ms_per_req']:.2f} ms/req"
+        if result.get("db_cpu_ms_per_req") is not None:
+            extra += f"  db CPU {result['db_cpu_ms_per_req']:.2f} ms/req"
         print(
             f"  {scenario:<15} {side:<8} round {round_ + 1}: {result['rps']:>9.1f} req/s  p50 "
             f"{result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  CPU {result['cpu_ms_per_req']:.2f} "
@@ -881,6 +911,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             of_side = [r for r in mine if r["side"] == side]
             rss = [mb for r in of_side for mb in r["rss_mb"]]
             sim = [r["sim_cpu_ms_per_req"] for r in of_side if r.get("sim_cpu_ms_per_req") is not None]
+            db = [r["db_cpu_ms_per_req"] for r in of_side if r.get("db_cpu_ms_per_req") is not None]
             sides[side] = {
                 "rps": [r["rps"] for r in of_side],
                 "rps_mean": statistics.fmean(r["rps"] for r in of_side),
@@ -888,6 +919,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "p99_ms": [r["p99_ms"] for r in of_side],
                 "cpu_ms_per_req": statistics.fmean(r["cpu_ms_per_req"] for r in of_side),
                 "sim_cpu_ms_per_req": statistics.fmean(sim) if sim else None,
+                "db_cpu_ms_per_req": statistics.fmean(db) if db else None,
                 "rss_mb_per_worker": statistics.fmean(rss) if rss else None,
                 "problems": sum(len(r["problems"]) for r in of_side),
             }
@@ -942,8 +974,19 @@ def print_tables(summary: dict[str, Any], args: argparse.Namespace) -> None:
         f"-d{args.duration}s, {args.repeat} run(s) per side, alternating; code {code_version()}, "
         f"baseline {args.baseline_rev}"
     )
-    header = ("side", "req/s", "min-max", "p50 ms", "p99 ms", "CPU ms/req", "sim ms/req", "RSS MB/wkr", "bad")
-    widths = (9, 9, 17, 12, 14, 11, 11, 11, 4)
+    header = (
+        "side",
+        "req/s",
+        "min-max",
+        "p50 ms",
+        "p99 ms",
+        "CPU ms/req",
+        "sim ms/req",
+        "db ms/req",
+        "RSS MB/wkr",
+        "bad",
+    )
+    widths = (9, 9, 17, 12, 14, 11, 11, 10, 11, 4)
     for scenario, data in summary.items():
         if scenario == "inbox_burst":
             continue
@@ -962,6 +1005,7 @@ def print_tables(summary: dict[str, Any], args: argparse.Namespace) -> None:
                 _range(s["p99_ms"], ".1f"),
                 f"{s['cpu_ms_per_req']:.2f}",
                 f"{s['sim_cpu_ms_per_req']:.2f}" if s["sim_cpu_ms_per_req"] is not None else "-",
+                f"{s['db_cpu_ms_per_req']:.2f}" if s["db_cpu_ms_per_req"] is not None else "-",
                 f"{s['rss_mb_per_worker']:.0f}" if s["rss_mb_per_worker"] is not None else "-",
                 str(s["problems"]),
             )
@@ -1094,12 +1138,14 @@ async def main(args: argparse.Namespace) -> int:
     else:
         server_url = normalise_database_url(configured or "")
     try:
-        return await measure(args, server_url, scenarios, floor_dir)
+        return await measure(args, server_url, scenarios, floor_dir, private_pg)
     finally:
         stop_private_postgres(private_pg)
 
 
-async def measure(args: argparse.Namespace, server_url: str, scenarios: list[str], floor_dir: Path) -> int:
+async def measure(
+    args: argparse.Namespace, server_url: str, scenarios: list[str], floor_dir: Path, private_pg: Path | None
+) -> int:
     await connection_budget(server_url, args, scenarios)
     started = datetime.now(UTC)
     load_start = os.getloadavg()
@@ -1117,6 +1163,7 @@ async def measure(args: argparse.Namespace, server_url: str, scenarios: list[str
             connector=aiohttp.TCPConnector(limit=CLIENT_CONCURRENCY * 2), timeout=timeout
         ) as client:
             ctx = Context(args, server_url, work, floor_dir, client, private_pem, public_pem, key_file)
+            ctx.private_pg = private_pg
             try:
                 needs = {side for s in wrk_scenarios for side in PLAN[s][0]}
                 if "baseline" in needs:
