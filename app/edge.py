@@ -19,9 +19,11 @@ counted, logged and carry the headers like any other.
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import http_headers, metrics, request_id
@@ -152,6 +154,18 @@ def plain_json_headers(scope: Scope, *wanted: bytes) -> dict[bytes, bytes] | Non
         elif name in wanted and name not in found:
             found[name] = value
     return found if content_type == b"application/json" else None
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def json_body_as(model: type[Model], body: bytes) -> Model | None:
+    """`body` read as FastAPI reads a JSON body (json.loads, then the model); None when either
+    refuses it, for the route to answer."""
+    try:
+        return model.model_validate(json.loads(body))
+    except (ValueError, ValidationError, RecursionError):
+        return None
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:

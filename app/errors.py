@@ -93,7 +93,7 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.details)
+    return refusal_response(exc)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -19,14 +19,12 @@ CORS's headers.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import HTTPException, Request
-from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.edge import api_route, plain_json_headers, read_body, replaying, route_path, send_json
+from app.edge import api_route, json_body_as, plain_json_headers, read_body, replaying, route_path, send_json
 from app.errors import ApiError, refusal_response
 from app.orders import service
 from app.orders.schemas import OrderCreate
@@ -56,7 +54,7 @@ class OrderCreateRoute:
         body = await read_body(receive)
         if body is None:
             return  # the client hung up before sending the order: nothing to do
-        order = _valid_order(body)
+        order = json_body_as(OrderCreate, body)
         if order is None:
             await self.app(scope, replaying(body, receive), send)
             return
@@ -78,12 +76,3 @@ class OrderCreateRoute:
             await refusal_response(exc)(scope, receive, send)
             return
         await send_json(send, 201, created.model_dump_json().encode())
-
-
-def _valid_order(body: bytes) -> OrderCreate | None:
-    """The order in `body`, read as FastAPI reads a JSON body (json.loads, then the model); None
-    when either refuses it, for FastAPI to answer."""
-    try:
-        return OrderCreate.model_validate(json.loads(body))
-    except (ValueError, ValidationError, RecursionError):
-        return None

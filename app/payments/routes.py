@@ -137,19 +137,14 @@ async def create_payment_session(
                 }
             ],
         )
-    name = options.provider or default_provider(settings, providers)
-    provider = service.get_provider(providers, name or "")
-    session, created = await service.open_session(
+    session, created = await service.open_requested_session(
         engine,
         sessionmaker,
-        access,
-        provider,
         settings,
-        service.SessionOptions(
-            language=options.language,
-            bank_id=options.bank_id,
-            payer_ip=request.client.host if request.client else None,
-        ),
+        providers,
+        access,
+        options,
+        payer_ip=request.client.host if request.client else None,
         outbox_recorded=dispatcher.wake,
     )
     status, payload = (

@@ -28,6 +28,7 @@ from app.money import to_decimal
 from app.orders.states import PAYABLE, OrderStatus
 from app.payments import repository, writer
 from app.payments.repository import EXPIRY_GRACE
+from app.payments.schemas import PaymentSessionRequest
 from app.providers.base import (
     Payer,
     PaymentSnapshot,
@@ -36,7 +37,7 @@ from app.providers.base import (
     ProviderError,
     SessionRequest,
 )
-from app.providers.registry import return_hints, return_names, returned_state
+from app.providers.registry import default_provider, return_hints, return_names, returned_state
 
 if TYPE_CHECKING:  # the orders service imports the app's dependencies, which import this module
     from app.orders.service import OrderAccess
@@ -181,6 +182,32 @@ async def _find_open(
     if not _payable(order.status):
         raise _not_payable(order.status)
     return _RETRY  # the session in the way has just been failed, or lapsed meanwhile
+
+
+async def open_requested_session(
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    providers: Mapping[str, Provider],
+    access: OrderAccess,
+    requested: PaymentSessionRequest,
+    *,
+    payer_ip: str | None,
+    outbox_recorded: Callable[[], None],
+) -> tuple[PaymentSession, bool]:
+    """`open_session` with the options a shopper sent (valid, and naming an enabled provider or
+    none): with the provider they name, or this service's default one. The route and the layer
+    before it (app/payments/session_route.py) both open sessions through here."""
+    name = requested.provider or default_provider(settings, providers)
+    return await open_session(
+        engine,
+        sessionmaker,
+        access,
+        get_provider(providers, name or ""),
+        settings,
+        SessionOptions(language=requested.language, bank_id=requested.bank_id, payer_ip=payer_ip),
+        outbox_recorded=outbox_recorded,
+    )
 
 
 async def open_session(

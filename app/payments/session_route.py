@@ -20,20 +20,17 @@ and body limit, and CORS's headers.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.security.utils import get_authorization_scheme_param
-from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.edge import api_route, plain_json_headers, read_body, replaying, route_path, send_json
+from app.edge import api_route, json_body_as, plain_json_headers, read_body, replaying, route_path, send_json
 from app.errors import ApiError, refusal_response
 from app.orders.service import order_access
 from app.payments import service
 from app.payments.schemas import PaymentSessionRequest, PaymentSessionResponse
-from app.providers.registry import default_provider
 from app.ratelimit import Limit, enforce_limit
 
 TEMPLATE = "/orders/{order_id}/payment-session"
@@ -108,19 +105,14 @@ class PaymentSessionRoute:
         try:
             if state.rate_limiter is not None:
                 await enforce_limit(Request(scope), Limit.ORDER_ACCESS)
-            access = order_access(order_id, bearer, settings)
-            name = options.provider or default_provider(settings, state.providers)
-            session, created = await service.open_session(
+            session, created = await service.open_requested_session(
                 state.engine,
                 state.sessionmaker,
-                access,
-                service.get_provider(state.providers, name or ""),
                 settings,
-                service.SessionOptions(
-                    language=options.language,
-                    bank_id=options.bank_id,
-                    payer_ip=client[0] if client else None,
-                ),
+                state.providers,
+                order_access(order_id, bearer, settings),
+                options,
+                payer_ip=client[0] if client else None,
                 outbox_recorded=state.dispatcher.wake,
             )
         except (HTTPException, ApiError) as exc:
@@ -133,11 +125,8 @@ class PaymentSessionRoute:
 def _plain_options(body: bytes, providers: Any) -> PaymentSessionRequest | None:
     """The options in `body`, read as the route reads a JSON body; None when the route should
     answer: not JSON, not valid options, or a provider that is not enabled here."""
-    if not body:
-        return None
-    try:
-        options = PaymentSessionRequest.model_validate(json.loads(body))
-    except (ValueError, ValidationError, RecursionError):
+    options = json_body_as(PaymentSessionRequest, body) if body else None
+    if options is None:
         return None
     if options.provider is not None and options.provider not in providers:
         return None
