@@ -37,9 +37,10 @@ A B B A ..., `--repeat` runs per side):
                    the seconds until all are applied (after the other services are stopped)
 
 Per run: req/s, p50, p99, statuses, socket errors, service CPU ms per request (user + system of the
-server processes and their children, from /proc), RSS per worker process after the run, and the load
-average. The tables give each side's mean and range, and the ratios project/floor and
-project/baseline per pair of runs taken in the same round. Raw results go to bench/results/.
+server processes and their children, from /proc), the CPU of the private PostgreSQL's processes per
+request (with --private-postgres), RSS per worker process after the run, and the load average. The
+tables give each side's mean and range, and the ratios project/floor and project/baseline per pair
+of runs taken in the same round, with their median and mean. Raw results go to bench/results/.
 The exit status is 1 if any run had a socket error or an unexpected status.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/suite.py \\
@@ -940,7 +941,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             ]
             if pairs:
                 values = [a / b for a, b in pairs]
-                ratios[f"project/{other}"] = {"mean": statistics.fmean(values), "values": values}
+                ratios[f"project/{other}"] = {
+                    "median": statistics.median(values),
+                    "mean": statistics.fmean(values),
+                    "values": values,
+                }
         if scenario == "payment_session":
             # The simulator runs on the same cores and its share is the same work on both sides:
             # the service's own cost per session, compared round by round.
@@ -953,6 +958,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             ]
             if costs:
                 ratios["service CPU per session, baseline/project (simulator excluded)"] = {
+                    "median": statistics.median(costs),
                     "mean": statistics.fmean(costs),
                     "values": costs,
                 }
@@ -1027,7 +1033,10 @@ def print_tables(summary: dict[str, Any], args: argparse.Namespace) -> None:
                     f"(cumulative): {s['stored']}"
                 )
         for name, ratio in data["ratios"].items():
-            print(f"  {name}: {ratio['mean']:.3f} (per round {_range(ratio['values'], '.3f')})")
+            print(
+                f"  {name}: median {ratio['median']:.3f}, mean {ratio['mean']:.3f} "
+                f"(per round {_range(ratio['values'], '.3f')})"
+            )
     if "inbox_burst" in summary:
         burst = summary["inbox_burst"]
         mean = f"{burst['mean']:.2f} s" if burst["mean"] is not None else "-"

@@ -11,8 +11,13 @@ make_webhook_fixture.py, one key for both). The floor runs from `--floor-dir`, n
 The project side runs with the inbox workers off, so that it measures intake alone, as the suite's
 `--inbox-workers off` does.
 
+`--baseline-rev REV` adds a third side: the project as it was at REV (a `git worktree`, removed at
+the end, whose own bench/webhook_cpu.py drives it), on the same database and fixtures, so that a
+change to the webhook's path is measured against the code before it in the same window.
+
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/webhook_cpu.py \\
-        [--floor-dir ../shared/bench] [--deliveries 3000] [--concurrency 16] [--rounds 3] [--repeat 3]
+        [--floor-dir ../shared/bench] [--deliveries 3000] [--concurrency 16] [--rounds 3] [--repeat 3] \\
+        [--baseline-rev REV]
 """
 
 from __future__ import annotations
@@ -196,21 +201,27 @@ def _run_sides(
     sessions: Path,
     project_env: dict[str, str],
     floor_env: dict[str, str],
+    baseline: Path | None,
 ) -> dict[str, list[dict[str, Any]]] | None:
     """Each side `--repeat` times, alternating; None when a side failed (said on stderr)."""
     count = args.deliveries * args.rounds + 200
-    results: dict[str, list[dict[str, Any]]] = {"project": [], "floor": []}
+    sides = ("project", "floor", "baseline") if baseline is not None else ("project", "floor")
+    results: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     for _ in range(args.repeat):
-        for side in ("project", "floor"):
+        for side in sides:
             # Made just before each run: the deliveries' Date must be within the 5-minute window.
             fixture = _fixture(
-                args.floor_dir, work / side, count, key_file, sessions if side == "project" else None
+                args.floor_dir, work / side, count, key_file, sessions if side != "floor" else None
             )
-            cmd = [sys.executable, __file__, "--side", side, "--fixture", str(fixture)]
+            driver = (
+                str(baseline / "bench" / "webhook_cpu.py") if side == "baseline" and baseline else __file__
+            )
+            cmd = [sys.executable, driver, "--side", "floor" if side == "floor" else "project"]
+            cmd += ["--fixture", str(fixture)]
             cmd += ["--deliveries", str(args.deliveries), "--concurrency", str(args.concurrency)]
             cmd += ["--rounds", str(args.rounds)]
             out = subprocess.run(
-                cmd, env=project_env if side == "project" else floor_env, capture_output=True, text=True
+                cmd, env=floor_env if side == "floor" else project_env, capture_output=True, text=True
             )
             if out.returncode != 0:
                 print(out.stderr, file=sys.stderr)
@@ -234,6 +245,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="rounds per process")
     parser.add_argument("--repeat", type=int, default=3, help="processes per side, alternating")
+    parser.add_argument("--baseline-rev", help="also run the project as it was at this git revision")
     parser.add_argument("--side", choices=("project", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--fixture", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -278,10 +290,22 @@ def main() -> int:
         "PYTHONPATH": str(args.floor_dir),
     }
     asyncio.run(_prepare(server_url))
+    baseline: Path | None = None
     try:
         _migrate(project_env)
-        results = _run_sides(args, work, key_file, sessions, project_env, floor_env)
+        if args.baseline_rev:
+            from suite import add_worktree
+
+            baseline = add_worktree(args.baseline_rev, work)
+            if not (baseline / "bench" / "webhook_cpu.py").exists():
+                print(f"{args.baseline_rev} has no bench/webhook_cpu.py to drive it", file=sys.stderr)
+                return 1
+        results = _run_sides(args, work, key_file, sessions, project_env, floor_env, baseline)
     finally:
+        if baseline is not None:
+            from suite import remove_worktree
+
+            remove_worktree(baseline)
         asyncio.run(_drop_scratch(server_url))
         shutil.rmtree(work, ignore_errors=True)
     if results is None:
@@ -301,10 +325,12 @@ def main() -> int:
             return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
         print(f"{side:<9}{cell(total):>22}{cell(rsa):>22}{cell(rest[side]):>22}")
-    print(
-        "the rest, project minus floor (medians): "
-        f"{statistics.median(rest['project']) - statistics.median(rest['floor']):.0f} µs per delivery"
-    )
+    for other in ("floor", "baseline"):
+        if other in rest:
+            print(
+                f"the rest, project minus {other} (medians): "
+                f"{statistics.median(rest['project']) - statistics.median(rest[other]):.0f} µs per delivery"
+            )
     return 0
 
 

@@ -13,12 +13,12 @@ time owns a payment, and a crashed worker's leases run out so its events are pro
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+import pydantic_core
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import database_error_summary, is_database_unavailable, is_pool_exhausted, transaction
@@ -47,7 +47,9 @@ async def store(engine: AsyncEngine, provider: str, hint: WebhookHint, raw_body:
         provider_session_id=hint.provider_session_id,
         content_type=hint.content_type,
         raw_body=raw_body,
-        payload_json=json.dumps(dict(hint.payload)),
+        # pydantic's serialiser: a third of json.dumps' time, the same JSON value for what the
+        # verifiers hand over (check_storable has refused NaN, infinities, NUL and lone surrogates).
+        payload_json=pydantic_core.to_json(dict(hint.payload)).decode(),
     )
     # Committed already: the line is true when it is written.
     log.info(

@@ -1,16 +1,18 @@
-"""Inbox claims on real PostgreSQL: a lease is owned, and a payment another worker holds never
-crowds the claim window."""
+"""The inbox on real PostgreSQL: a delivery is stored as verified, once; a lease is owned, and a
+payment another worker holds never crowds the claim window."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import transaction
 from app.models import ProviderEvent
-from app.payments import repository
+from app.payments import inbox, repository
+from app.providers.base import WebhookHint
 
 
 async def _events(sm: async_sessionmaker[AsyncSession], session_id: str, count: int) -> list[int]:
@@ -106,3 +108,30 @@ async def test_a_claimed_payment_takes_every_event_waiting_about_it(
     [next_claim] = await _claim(sessionmaker, lease=timedelta(seconds=30), max_groups=1)
     assert list(next_claim.event_ids) == other
     assert await _claim(sessionmaker, lease=timedelta(seconds=30), max_groups=1) == []
+
+
+async def test_a_stored_delivery_keeps_its_payload_and_body_as_verified(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    payload = {
+        "session_id": "sess-json",
+        "amount": 12345678901234567890123,  # past 64 bits
+        "rate": 0.1,
+        "tiny": 1e-300,
+        "flags": [True, False, None],
+        "nested": {"name": "Zoë €", "separators": "\u2028\u2029", "quote": '"\\/<>&', "empty": {}},
+    }
+    hint = WebhookHint(
+        delivery_id="d-json",
+        provider_session_id="sess-json",
+        event_type="payment",
+        content_type="application/json",
+        payload=payload,
+    )
+    raw = b'{"as": "received"}'
+    assert await inbox.store(engine, "powens", hint, raw) is True
+    assert await inbox.store(engine, "powens", hint, raw) is False  # the same delivery again
+    async with transaction(sessionmaker) as db:
+        [event] = (await db.scalars(select(ProviderEvent).where(ProviderEvent.delivery_id == "d-json"))).all()
+    assert event.payload == payload
+    assert (event.raw_body, event.provider, event.event_type) == (raw, "powens", "payment")

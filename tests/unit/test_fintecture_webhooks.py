@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from app.providers.base import WebhookHint, WebhookRejected, WebhookRequest
 from app.providers.fintecture.client import FintectureProvider
 from app.providers.fintecture.transport import FintectureTransport
-from app.providers.fintecture.webhooks import _parse_http_date, verify_webhook
+from app.providers.fintecture.webhooks import _parse_http_date, form_fields, verify_webhook
 from tests.support.fintecture import build_delivery as contract_delivery
 from tests.support.fintecture import oaep_sha1
 
@@ -163,6 +164,33 @@ def test_the_date_reads_as_the_general_rfc2822_parser_reads_it() -> None:
     ):
         with pytest.raises(WebhookRejected, match="not an RFC 2822 date"):
             _parse_http_date(impossible)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "session_id=b2bca2bcd3b64a32a7da0766df59a7d2&status=payment_created&received_amount=19.99",
+        "a=1+2&b=%2B%20&c=caf%C3%A9&d=%E2%82%AC+&e=",
+        "=x&y=&a=b=c&%3D=%26",
+        "a=%zz&b=%&c=%4&d=%FF%FE&e=%C3",  # malformed escapes become what unquote makes of them
+        "name+with+spaces=value%0Awith%0Dcontrols&t=%00",
+        "x=" + "%41" * 500 + "&" + "&".join(f"k{i}=v{i}" for i in range(200)),
+    ],
+)
+def test_a_form_body_reads_as_parse_qsl_reads_it(text: str) -> None:
+    assert form_fields(text) == parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+
+
+@pytest.mark.parametrize("text", ["a", "a=1&", "&a=1", "a=1&&b=2", "a=1&b", "=&&"])
+def test_a_form_body_parse_qsl_refuses_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+    with pytest.raises(ValueError):
+        form_fields(text)
+
+
+def test_an_empty_form_body_has_no_fields() -> None:
+    assert form_fields("") == parse_qsl("", keep_blank_values=True) == []
 
 
 async def test_the_provider_method_uses_its_key_and_settings(merchant_key: rsa.RSAPrivateKey) -> None:

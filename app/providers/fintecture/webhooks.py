@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -105,6 +105,28 @@ def _check_digest(header: str, body: bytes) -> None:
         raise WebhookRejected("Digest header has no SHA-256 value")
 
 
+def form_fields(text: str) -> list[tuple[str, str]]:
+    """`parse_qsl(text, keep_blank_values=True, strict_parsing=True)`, the same pairs and the same
+    ValueError (a field without `=`, an empty field), for a non-empty `text`; [] for an empty one.
+
+    A part is unquoted only when it has something to unquote (`%` or `+`), which is what
+    `parse_qsl` gets to by a longer road: a third of its time on a webhook's body of ten fields.
+    """
+    if not text:
+        return []
+    pairs = []
+    for field in text.split("&"):
+        name, sep, value = field.partition("=")
+        if not sep:
+            raise ValueError(f"bad form field: {field[:64]!r}")
+        pairs.append((_form_unquote(name), _form_unquote(value)))
+    return pairs
+
+
+def _form_unquote(part: str) -> str:
+    return unquote(part.replace("+", " ")) if "%" in part or "+" in part else part
+
+
 def _parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
     """The authenticated body as a dict that can be stored as JSONB; WebhookMalformed otherwise."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
@@ -119,7 +141,7 @@ def _parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
             raise WebhookMalformed(str(exc)) from None
     # Form encoding is the provider's default, also when the Content-Type is missing.
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
+        pairs = form_fields(text)
     except ValueError:
         raise WebhookMalformed("body is not valid form data") from None
     fields: dict[str, Any] = {}
