@@ -171,14 +171,7 @@ class Service:
 
     def cpu(self) -> dict[int, float]:
         """CPU seconds (user + system) so far, per live process of the tree."""
-        out = {}
-        for proc in self.tree():
-            try:
-                times = proc.cpu_times()
-            except psutil.Error:
-                continue
-            out[proc.pid] = times.user + times.system
-        return out
+        return processes_cpu(self.tree())
 
     def rss_mb(self) -> list[float]:
         out = []
@@ -188,6 +181,18 @@ class Service:
             except psutil.Error:
                 continue
         return out
+
+
+def processes_cpu(procs: list[psutil.Process]) -> dict[int, float]:
+    """CPU seconds (user + system) so far, per process of `procs` still alive."""
+    out = {}
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        out[proc.pid] = times.user + times.system
+    return out
 
 
 def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
@@ -313,14 +318,7 @@ def postgres_cpu(data: Path | None) -> dict[int, float]:
         procs = [root, *root.children(recursive=True)]
     except (OSError, ValueError, psutil.Error):
         return {}
-    out = {}
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-        except psutil.Error:
-            continue
-        out[proc.pid] = times.user + times.system
-    return out
+    return processes_cpu(procs)
 
 
 def stop_private_postgres(data: Path | None) -> None:
