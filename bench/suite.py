@@ -306,17 +306,25 @@ def start_private_postgres() -> tuple[str, Path]:
     return f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", data
 
 
+def postmaster_pid(data: Path) -> int | None:
+    """The private cluster's postmaster, from its pid file; None when it is not running."""
+    try:
+        return int((data / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def postgres_cpu(data: Path | None) -> dict[int, float]:
     """CPU seconds so far of the private cluster's processes (the postmaster, its backends, its
     writers and autovacuum), per process; empty without a private cluster. The sides run one at a
     time, so what the cluster spends during a run is that run's."""
-    if data is None:
+    pid = None if data is None else postmaster_pid(data)
+    if pid is None:
         return {}
-    pid_file = data / "data" / "postmaster.pid"
     try:
-        root = psutil.Process(int(pid_file.read_text().split()[0]))
+        root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
-    except (OSError, ValueError, psutil.Error):
+    except psutil.Error:
         return {}
     return processes_cpu(procs)
 
@@ -324,8 +332,7 @@ def postgres_cpu(data: Path | None) -> dict[int, float]:
 def stop_private_postgres(data: Path | None) -> None:
     if data is None:
         return
-    pid_file = data / "data" / "postmaster.pid"
-    pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+    pid = postmaster_pid(data)
     subprocess.run(
         _as_postgres(
             [str(PG_BIN / "pg_ctl"), "-D", str(data / "data"), "-m", "fast", "-w", "-t", "30", "stop"]
