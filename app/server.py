@@ -8,6 +8,7 @@ live servers of the tests all come here).
   shape and the connection is closed. The cap is checked on what has arrived, so a head that never
   ends is refused after the first chunk over it rather than buffered whole; the rest is dropped
   unparsed.
+- A response's head and the first bytes of its body leave in one write (`HeadJoiningTransport`).
 """
 
 from __future__ import annotations
@@ -58,10 +59,64 @@ def _head_too_large_response(request_id: str) -> bytes:
     return head.encode("ascii") + body
 
 
+class HeadJoiningTransport:
+    """A connection's transport that sends a response's head together with its body.
+
+    uvicorn writes the head (status line and headers) as soon as the app starts its answer, and the
+    body when the app sends it: two sends, two TCP segments and two wake-ups of the client for
+    every small JSON answer. Here a head is held until the next write, which it goes out with, or
+    until the end of the event loop's current pass, when it goes out alone (an answer whose body
+    comes later, or never, as for a HEAD request). Writes keep their order; nothing is held past
+    the pass it was written in, and closing sends what is held first.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif type(data) is bytes and data.startswith(b"HTTP/1.1 ") and data.endswith(b"\r\n\r\n"):
+            self._held = data
+            self._loop.call_soon(self._send_held)
+        else:
+            self._transport.write(data)
+
+    def writelines(self, chunks: Any) -> None:
+        self.write(b"".join(chunks))
+
+    def _send_held(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def write_eof(self) -> None:
+        self._send_held()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._send_held()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (reading, flow control, peer names, abort) is the transport's own.
+        return getattr(self._transport, name)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a cap on the request head."""
+    """uvicorn's httptools protocol with a cap on the request head, writing through
+    `HeadJoiningTransport`."""
 
     def connection_made(self, transport: Any) -> None:
+        transport = HeadJoiningTransport(transport)
         # Before the first message, and between messages, bytes received are a head's.
         self._in_head = True
         self._head_bytes = 0  # of the current head, as the parser hands it over

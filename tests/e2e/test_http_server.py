@@ -1,5 +1,5 @@
 """The service as uvicorn serves it (app/server.py), over real HTTP: no server banner, capped
-request heads, and the payer's return leaking nothing through the Referer."""
+request heads, answers sent whole, and the payer's return leaking nothing through the Referer."""
 
 from __future__ import annotations
 
@@ -73,3 +73,25 @@ async def test_the_payers_return_sends_no_referrer_to_the_storefront(stack: Stac
     assert response.headers["location"].startswith(STOREFRONT)
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["cache-control"] == "no-store"
+
+
+async def test_an_answer_arrives_whole_in_one_read_and_the_connection_stays_usable(stack: Stack) -> None:
+    # Head and body leave in one write (app/server.py, HeadJoiningTransport): on loopback the first
+    # read has all of it.
+    host, port = stack.service_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for _ in range(3):  # one kept-alive connection: each answer is joined on its own
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(65536), timeout=5)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            assert len(body) == length > 0
+    finally:
+        writer.close()
