@@ -16,6 +16,7 @@ pool, so the next request reconnects.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -151,6 +152,36 @@ def _is_driver_disconnect(exc: BaseException) -> bool:
     return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
 
 
+def _checkout_awaits_nothing(pool: Any) -> bool:
+    """Whether the pool's next check-out would hand over a ready connection without awaiting: one
+    is checked in, and SQLAlchemy's check-out would neither reconnect it (never opened, due for
+    recycling, invalidated with the pool or on its own) nor replace it (`_replace_closed`).
+
+    Read off SQLAlchemy's pool internals (2.1: `_ConnectionRecord.get_connection`, the async queue
+    the pool keeps its records in); tests/integration/test_driver_connection.py checks each case
+    and fails if an upgrade moves them. Any doubt answers False, and the check-out goes through
+    SQLAlchemy's greenlet as before."""
+    try:
+        queue = pool._pool
+        waiting = queue._queue._queue  # the asyncio.Queue's deque of checked-in records
+        if not waiting:
+            return False
+        record = waiting[-1] if queue.use_lifo else waiting[0]  # the one the next get takes
+        driver = record.driver_connection
+        started = record.starttime
+        recycle = pool._recycle
+        return (
+            driver is not None
+            and not driver.is_closed()
+            # A second's margin: the check-out reads the clock again.
+            and (recycle < 0 or time.time() - started < recycle - 1)
+            and pool._invalidate_time <= started
+            and record._soft_invalidate_time <= started
+        )
+    except AttributeError:
+        return False
+
+
 class driver_connection:
     """The pool's asyncpg connection itself, for a hot path whose work is one statement: it runs in
     autocommit (no BEGIN/COMMIT round trips) and skips the ORM and Core machinery. Connections come
@@ -166,7 +197,13 @@ class driver_connection:
         self._fairy: Any = None
 
     async def __aenter__(self) -> Any:
-        self._fairy = await self._engine.raw_connection()
+        sync_engine = self._engine.sync_engine
+        if _checkout_awaits_nothing(sync_engine.pool):
+            # Taken right here: SQLAlchemy's async API would start a greenlet for a check-out
+            # that awaits nothing (see `__aexit__` for what a greenlet costs).
+            self._fairy = sync_engine.raw_connection()
+        else:
+            self._fairy = await self._engine.raw_connection()
         return self._fairy.driver_connection
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, _tb: Any) -> None:

@@ -6,10 +6,13 @@ before; a connection lost or cancelled under a statement is discarded and replac
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
+import sqlalchemy.ext.asyncio.engine
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -48,11 +51,10 @@ async def test_connections_go_back_to_the_pool_open_and_are_used_again(small_eng
     assert pool.checkedout() == 0
 
 
-async def test_the_check_in_starts_no_greenlet(
-    small_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Each greenlet maps a new interpreter stack: one for the check-out is the whole cost left.
-    spawned = []
+def count_greenlets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every greenlet SQLAlchemy's async API starts from now on (each maps a new interpreter stack):
+    the check-in's (app.db) and the check-out's (AsyncEngine.raw_connection)."""
+    spawned: list[Any] = []
     real = db.greenlet_spawn
 
     async def counting(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -60,10 +62,67 @@ async def test_the_check_in_starts_no_greenlet(
         return await real(fn, *args, **kwargs)
 
     monkeypatch.setattr(db, "greenlet_spawn", counting)
+    monkeypatch.setattr(sqlalchemy.ext.asyncio.engine, "greenlet_spawn", counting)
+    return spawned
+
+
+async def test_a_statement_on_a_ready_connection_starts_no_greenlet(
+    small_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await _backend(small_engine)  # the pool opens its connection: that awaits
+    spawned = count_greenlets(monkeypatch)
     for _ in range(5):
-        await _backend(small_engine)
-    assert spawned == []  # the check-out is SQLAlchemy's own (AsyncEngine.raw_connection)
+        assert await _backend(small_engine) == first
+    assert spawned == []
     assert small_engine.sync_engine.pool.checkedout() == 0
+
+
+async def test_a_check_out_that_must_connect_goes_through_a_greenlet(
+    small_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned = count_greenlets(monkeypatch)
+    # An empty pool: the first check-out opens a connection.
+    await _backend(small_engine)
+    assert len(spawned) == 1
+    # Every connection in use: the next check-out waits for one to come back.
+    async with driver_connection(small_engine), driver_connection(small_engine):
+        waiting = asyncio.create_task(_backend(small_engine))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+    await waiting
+    assert small_engine.sync_engine.pool.checkedout() == 0
+
+
+def _pooled_record(engine: AsyncEngine) -> Any:
+    (record,) = engine.sync_engine.pool._pool._queue._queue
+    return record
+
+
+@pytest.mark.parametrize("reason", ["recycle", "pool invalidated", "soft invalidated", "server closed it"])
+async def test_a_connection_that_must_be_replaced_is_replaced_through_a_greenlet(
+    small_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, reason: str
+) -> None:
+    # Each case in which SQLAlchemy's check-out reconnects, and so awaits: if an upgrade of
+    # SQLAlchemy moves what `_checkout_awaits_nothing` reads, the check-out fails here.
+    before = await _backend(small_engine)
+    pool = small_engine.sync_engine.pool
+    record = _pooled_record(small_engine)
+    assert db._checkout_awaits_nothing(pool)
+    await asyncio.sleep(0.01)  # what follows happens after the connection was opened
+    if reason == "recycle":
+        record.starttime -= 1801
+    elif reason == "pool invalidated":
+        pool._invalidate_time = time.time()
+    elif reason == "soft invalidated":
+        record._soft_invalidate_time = time.time()
+    else:
+        await record.driver_connection.close()
+    assert not db._checkout_awaits_nothing(pool)
+    spawned = count_greenlets(monkeypatch)
+    assert await _backend(small_engine) != before  # a new connection, opened in a greenlet
+    assert len(spawned) == 1
+    assert pool.checkedout() == 0
+    assert db._checkout_awaits_nothing(pool)  # and the new one is ready
 
 
 async def test_a_failed_statement_leaves_the_connection_in_the_pool_and_usable(
