@@ -155,7 +155,8 @@ def _is_driver_disconnect(exc: BaseException) -> bool:
 def _checkout_awaits_nothing(pool: Any) -> bool:
     """Whether the pool's next check-out would hand over a ready connection without awaiting: one
     is checked in, and SQLAlchemy's check-out would neither reconnect it (never opened, due for
-    recycling, invalidated with the pool or on its own) nor replace it (`_replace_closed`).
+    recycling, invalidated with the pool or on its own) nor replace it (`_replace_closed`), and
+    the pool pings nothing on check-out.
 
     Read off SQLAlchemy's pool internals (2.1: `_ConnectionRecord.get_connection`, the async queue
     the pool keeps its records in); tests/integration/test_driver_connection.py checks each case
@@ -172,6 +173,7 @@ def _checkout_awaits_nothing(pool: Any) -> bool:
         recycle = pool._recycle
         return (
             driver is not None
+            and not pool._pre_ping
             and not driver.is_closed()
             # A second's margin: the check-out reads the clock again.
             and (recycle < 0 or time.time() - started < recycle - 1)

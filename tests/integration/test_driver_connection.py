@@ -98,6 +98,20 @@ def _pooled_record(engine: AsyncEngine) -> Any:
     return record
 
 
+async def test_a_pool_that_pings_on_check_out_checks_out_through_a_greenlet(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        await _backend(engine)
+        pool = engine.sync_engine.pool
+        assert db._checkout_awaits_nothing(pool)
+        pool._pre_ping = True  # the ping is a round trip: it awaits
+        assert not db._checkout_awaits_nothing(pool)
+        await _backend(engine)
+        assert pool.checkedout() == 0
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.parametrize("reason", ["recycle", "pool invalidated", "soft invalidated", "server closed it"])
 async def test_a_connection_that_must_be_replaced_is_replaced_through_a_greenlet(
     small_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, reason: str
