@@ -21,18 +21,20 @@ child processes at the end, also on an error or Ctrl-C):
 Scenarios (each run `wrk -t2 -c<connections> -d<duration>s --latency --timeout 10s`, sides alternating
 A B B A ..., `--repeat` runs per side):
 
-  webhook          project POST /webhook vs floor_webhook, each run on a fixture made just before it by
-                   the floor's make_webhook_fixture.py (project: our key, our app id, ~200 payment
-                   sessions opened through the API; floor: --rows 100000), never wrapping; for the
-                   project also the inbox backlog (unprocessed provider_events) at the end and 5 s later
+  webhook          project POST /webhook vs floor_webhook (req/s and p99, round by round), each run
+                   on a fixture made just before it by the floor's make_webhook_fixture.py (project:
+                   our key, our app id, ~200 payment sessions opened through the API; floor: --rows
+                   100000), never wrapping; for the project also the inbox backlog (unprocessed
+                   provider_events) at the end and 5 s later
   orders           POST /orders: project vs floor_orders vs baseline (orders.lua, product BENCH-1)
   healthz          GET /healthz: project vs baseline
   products         GET /products: project vs baseline
   order_read       GET /orders/{id} with the order's token (bench/order_read.lua): project vs baseline
   payment_session  POST /orders/{id}/payment-session, each on a fresh order made through the API
                    before the run (bench/payment_session.lua, never wrapping): project vs baseline,
-                   with the simulator's CPU per request beside the service's, and the ratio of the
-                   service's own CPU per session (the simulator's share excluded)
+                   with the simulator's CPU per request beside the service's, the ratio of the
+                   service's own CPU per session (the simulator's share excluded), and the ratio of
+                   the machine's time per session (cores x 1000 / req/s ms) less the simulator's CPU
   inbox_burst      bench/inbox_burst.py's run: 500 webhooks, one process, 200 ms provider reads;
                    the seconds until all are applied (after the other services are stopped)
 
@@ -946,11 +948,18 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             ]
             if pairs:
                 values = [a / b for a, b in pairs]
-                ratios[f"project/{other}"] = {
-                    "median": statistics.median(values),
-                    "mean": statistics.fmean(values),
-                    "values": values,
-                }
+                ratios[f"project/{other}"] = _ratio(values)
+            if scenario == "webhook" and other == "floor":
+                # The target's other half: p99 within 1.5x of the floor's, round by round.
+                p99s = [
+                    p["p99_ms"] / o["p99_ms"]
+                    for p in mine
+                    if p["side"] == "project"
+                    for o in mine
+                    if o["side"] == other and o["round"] == p["round"] and o["p99_ms"] > 0
+                ]
+                if p99s:
+                    ratios["p99 project/floor"] = _ratio(p99s)
         if scenario == "payment_session":
             # The simulator runs on the same cores and its share is the same work on both sides:
             # the service's own cost per session, compared round by round.
@@ -962,11 +971,22 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 if o["side"] == "baseline" and o["round"] == p["round"]
             ]
             if costs:
-                ratios["service CPU per session, baseline/project (simulator excluded)"] = {
-                    "median": statistics.median(costs),
-                    "mean": statistics.fmean(costs),
-                    "values": costs,
-                }
+                ratios["service CPU per session, baseline/project (simulator excluded)"] = _ratio(costs)
+            # The target's measure: the machine's time per session (its cores over the rate) less
+            # the simulator's CPU in it, which is the provider's latency on these cores.
+            cores = os.cpu_count() or 1
+            machine = [
+                (cores * 1000 / o["rps"] - (o["sim_cpu_ms_per_req"] or 0))
+                / (cores * 1000 / p["rps"] - (p["sim_cpu_ms_per_req"] or 0))
+                for p in mine
+                if p["side"] == "project" and p["rps"] > 0
+                for o in mine
+                if o["side"] == "baseline" and o["round"] == p["round"] and o["rps"] > 0
+            ]
+            if machine:
+                ratios[f"machine time per session less the simulator's, baseline/project ({cores} cores)"] = (
+                    _ratio(machine)
+                )
         summary[scenario] = {"sides": sides, "ratios": ratios}
     bursts = [r for r in runs if r["scenario"] == "inbox_burst"]
     if bursts:
@@ -977,6 +997,10 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "cpu_ms_per_event": [r["service_cpu"] / r["events"] * 1000 for r in bursts],
         }
     return summary
+
+
+def _ratio(values: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "mean": statistics.fmean(values), "values": values}
 
 
 def print_tables(summary: dict[str, Any], args: argparse.Namespace) -> None:
