@@ -117,8 +117,8 @@ STOP_SECONDS = 20  # then its processes are killed
 SETUP_SECONDS = 300  # orders, sessions and fixtures, per step
 BACKLOG_WAIT_SECONDS = 5
 # Before the first payment-session run of a side, orders for this rate; later runs size from the
-# fastest rate seen on that side, twice over.
-PAYMENT_FIRST_RATE = 400
+# fastest rate seen on that side, twice over (a run that ran out counts the orders it used up).
+PAYMENT_FIRST_RATE = 800
 MAX_PAYMENT_ORDERS = 40_000
 
 # scenario -> (sides in order, expected status, what is measured)
@@ -804,8 +804,9 @@ async def run_scenario(ctx: Context, scenario: str, services: dict[str, Service]
         )
         if scenario == "payment_session":
             result["orders"] = state[f"orders-{side}"]
-            if not result.get("exhausted"):
-                state[f"rate-{side}"] = max(state.get(f"rate-{side}", 0.0), result["rps"])
+            # A run that ran out was faster than its orders allowed: the next gets twice as many.
+            seen = result["orders"] / ctx.args.duration if result.get("exhausted") else result["rps"]
+            state[f"rate-{side}"] = max(state.get(f"rate-{side}", 0.0), seen)
         if scenario == "webhook" and side == "project":
             # Workers off: the events stored, left for a worker process; on: the backlog drained.
             result["backlog_end"] = await backlog(service)
@@ -939,49 +940,29 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 sides[side]["stored"] = [r["backlog_end"] for r in of_side]
         ratios: dict[str, Any] = {}
         for other in ("floor", "baseline"):
-            pairs = [
-                (p["rps"], o["rps"])
-                for p in mine
-                if p["side"] == "project"
-                for o in mine
-                if o["side"] == other and o["round"] == p["round"] and o["rps"] > 0
-            ]
-            if pairs:
-                values = [a / b for a, b in pairs]
-                ratios[f"project/{other}"] = _ratio(values)
+            rounds = _same_rounds(mine, other)
+            rates = [p["rps"] / o["rps"] for p, o in rounds if o["rps"] > 0]
+            if rates:
+                ratios[f"project/{other}"] = _ratio(rates)
             if scenario == "webhook" and other == "floor":
                 # The target's other half: p99 within 1.5x of the floor's, round by round.
-                p99s = [
-                    p["p99_ms"] / o["p99_ms"]
-                    for p in mine
-                    if p["side"] == "project"
-                    for o in mine
-                    if o["side"] == other and o["round"] == p["round"] and o["p99_ms"] > 0
-                ]
+                p99s = [p["p99_ms"] / o["p99_ms"] for p, o in rounds if o["p99_ms"] > 0]
                 if p99s:
                     ratios["p99 project/floor"] = _ratio(p99s)
         if scenario == "payment_session":
+            rounds = _same_rounds(mine, "baseline")
             # The simulator runs on the same cores and its share is the same work on both sides:
             # the service's own cost per session, compared round by round.
-            costs = [
-                o["cpu_ms_per_req"] / p["cpu_ms_per_req"]
-                for p in mine
-                if p["side"] == "project" and p["cpu_ms_per_req"] > 0
-                for o in mine
-                if o["side"] == "baseline" and o["round"] == p["round"]
-            ]
+            costs = [o["cpu_ms_per_req"] / p["cpu_ms_per_req"] for p, o in rounds if p["cpu_ms_per_req"] > 0]
             if costs:
                 ratios["service CPU per session, baseline/project (simulator excluded)"] = _ratio(costs)
             # The target's measure: the machine's time per session (its cores over the rate) less
             # the simulator's CPU in it, which is the provider's latency on these cores.
             cores = os.cpu_count() or 1
             machine = [
-                (cores * 1000 / o["rps"] - (o["sim_cpu_ms_per_req"] or 0))
-                / (cores * 1000 / p["rps"] - (p["sim_cpu_ms_per_req"] or 0))
-                for p in mine
-                if p["side"] == "project" and p["rps"] > 0
-                for o in mine
-                if o["side"] == "baseline" and o["round"] == p["round"] and o["rps"] > 0
+                _machine_ms(o, cores) / _machine_ms(p, cores)
+                for p, o in rounds
+                if p["rps"] > 0 and o["rps"] > 0
             ]
             if machine:
                 ratios[f"machine time per session less the simulator's, baseline/project ({cores} cores)"] = (
@@ -997,6 +978,22 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "cpu_ms_per_event": [r["service_cpu"] / r["events"] * 1000 for r in bursts],
         }
     return summary
+
+
+def _same_rounds(runs: list[dict[str, Any]], other: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The project's runs paired with `other`'s run of the same round."""
+    return [
+        (p, o)
+        for p in runs
+        if p["side"] == "project"
+        for o in runs
+        if o["side"] == other and o["round"] == p["round"]
+    ]
+
+
+def _machine_ms(run: dict[str, Any], cores: int) -> float:
+    """The machine's time per request of `run` (its cores over the rate), less the simulator's CPU."""
+    return float(cores * 1000 / run["rps"] - (run["sim_cpu_ms_per_req"] or 0))
 
 
 def _ratio(values: list[float]) -> dict[str, Any]:
