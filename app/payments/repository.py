@@ -482,9 +482,17 @@ async def claim_events(
         or_(ProviderEvent.claimed_until.is_(None), ProviderEvent.claimed_until < now),
     )
     listed = ProviderEvent.id.in_([event_id for _, _, ids in claimed for event_id in ids])
+    # A waiting event that another worker's candidate scan holds is skipped, not waited for: that
+    # worker may in turn wait for a row this transaction holds (two processes' claims deadlocked
+    # so under load). A skipped event stays due and is claimed once this lease is settled.
+    free = (
+        select(ProviderEvent.id)
+        .where(or_(listed, waiting) if claimed_pairs else listed)
+        .with_for_update(skip_locked=True)
+    )
     taken = await db.execute(
         update(ProviderEvent)
-        .where(or_(listed, waiting) if claimed_pairs else listed)
+        .where(ProviderEvent.id.in_(free))
         .values(claimed_until=claimed_until, attempts=ProviderEvent.attempts + 1)
         .returning(ProviderEvent.id, ProviderEvent.provider, ProviderEvent.provider_session_id)
         .execution_options(synchronize_session=False)

@@ -135,3 +135,32 @@ async def test_a_stored_delivery_keeps_its_payload_and_body_as_verified(
         [event] = (await db.scalars(select(ProviderEvent).where(ProviderEvent.delivery_id == "d-json"))).all()
     assert event.payload == payload
     assert (event.raw_body, event.provider, event.event_type) == (raw, "powens", "payment")
+
+
+async def test_a_claim_skips_a_waiting_event_another_workers_scan_holds(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # Another worker's candidate scan holds one event about our payment (and may next want a row
+    # our claim holds): the claim must not wait for it, or two processes' claims deadlock.
+    first, held, last = await _events(sessionmaker, "sess-shared", 3)
+    async with sessionmaker() as other_worker:
+        await other_worker.execute(select(ProviderEvent.id).where(ProviderEvent.id == held).with_for_update())
+        [claimed] = await asyncio.wait_for(_claim(sessionmaker, lease=timedelta(seconds=30)), timeout=5)
+        assert list(claimed.event_ids) == [first, last]
+        await other_worker.rollback()
+
+    async with transaction(sessionmaker) as db:
+        skipped = await db.get(ProviderEvent, held)
+        assert skipped is not None
+        assert skipped.claimed_until is None and skipped.processed_at is None and skipped.attempts == 0
+    # It stays due: claimed once the payment's lease is over.
+    assert await _claim(sessionmaker, lease=timedelta(seconds=30)) == []
+    async with transaction(sessionmaker) as db:
+        assert (
+            await repository.settle_claimed_events(
+                db, claimed.event_ids, claimed.claimed_until, now=datetime.now(UTC)
+            )
+            == 2
+        )
+    [later] = await _claim(sessionmaker, lease=timedelta(seconds=30))
+    assert list(later.event_ids) == [held]
