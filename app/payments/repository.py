@@ -483,8 +483,9 @@ async def claim_events(
     )
     listed = ProviderEvent.id.in_([event_id for _, _, ids in claimed for event_id in ids])
     # A waiting event that another worker's candidate scan holds is skipped, not waited for: that
-    # worker may in turn wait for a row this transaction holds (two processes' claims deadlocked
-    # so under load). A skipped event stays due and is claimed once this lease is settled.
+    # worker may in turn wait for a row this transaction holds, and the two claims deadlock (seen
+    # with two processes under webhook load). A skipped event stays due and is claimed once this
+    # lease is settled.
     free = (
         select(ProviderEvent.id)
         .where(or_(listed, waiting) if claimed_pairs else listed)
